@@ -1,0 +1,4 @@
+"""Utilities: scope set-up and registry error hints."""
+from .setup_env import register_all_modules
+
+__all__ = ['register_all_modules']
