@@ -1,0 +1,271 @@
+"""Read a chest X-ray of any stored format into one float image.
+
+:func:`read_cxr_image` returns the raw intensities as float32 ``(H, W)`` with *higher = brighter*
+(more attenuating, as a radiologist views the film), whatever the file stores:
+
+- DICOM (``.dcm``, ``.dicom``, the ``DICM`` preamble, or a bare data set without file meta),
+  through pydicom: first frame only, Modality LUT / Rescale Slope-Intercept, then VOI LUT or
+  Window Center-Width, MONOCHROME1 inverted, colour converted to grey. Compressed transfer
+  syntaxes use the installed pixel-data plugins (pylibjpeg with -libjpeg, -openjpeg, -rle).
+- PNG (8/16-bit) and JPEG through OpenCV, colour converted to grey.
+- MetaImage (``.mha``, ``.mhd``) and NRRD through SimpleITK: 2-D, or 3-D with a single slice.
+- JSRT raw ``.IMG``: square big-endian uint16 without header, 12 bits used, stored inverted.
+
+Every failure raises :class:`CXRImageError`, a :class:`ValueError` whose message names the file
+and the reason.
+"""
+import math
+import os.path as osp
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+#: Pixel pitch of the JSRT digitiser in mm (JSRT database: 2048 x 2048, 0.175 mm).
+JSRT_PIXEL_SPACING = 0.175
+JSRT_SIDE = 2048
+JSRT_MAX_VALUE = 4095  # 12 bits used
+
+# (offset, signature, format); content wins over the file name.
+_MAGIC = (
+    (0, b'\x89PNG\r\n\x1a\n', 'png'),
+    (0, b'\xff\xd8\xff', 'jpeg'),
+    (128, b'DICM', 'dicom'),
+    (0, b'NRRD', 'nrrd'),
+    (0, b'ObjectType', 'metaimage'),
+)
+_EXTENSIONS = {
+    '.dcm': 'dicom', '.dicom': 'dicom',
+    '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg',
+    '.mha': 'metaimage', '.mhd': 'metaimage', '.nrrd': 'nrrd', '.nhdr': 'nrrd',
+    '.img': 'jsrt',
+}
+# (channel order, number of channels) -> OpenCV conversion code
+_TO_GREY = {('RGB', 3): cv2.COLOR_RGB2GRAY, ('RGB', 4): cv2.COLOR_RGBA2GRAY,
+            ('BGR', 3): cv2.COLOR_BGR2GRAY, ('BGR', 4): cv2.COLOR_BGRA2GRAY}
+
+
+class CXRImageError(ValueError):
+    """An image file that cannot be read; the message names the file and the reason."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f'cannot read image {path!r}: {reason}')
+        self.path = path
+        self.reason = reason
+
+
+def read_cxr_image(path: str) -> Tuple[np.ndarray, dict]:
+    """Read a chest X-ray file as raw float intensities, higher = brighter.
+
+    Args:
+        path (str): Local path of a DICOM, PNG, JPEG, MHA/MHD/NRRD or JSRT ``.IMG`` file.
+
+    Returns:
+        tuple[np.ndarray, dict]: The image, float32 of shape (H, W), and its meta:
+
+        - ``pixel_spacing`` (tuple[float, float] | None): (row, col) spacing in mm.
+        - ``photometric`` (str): photometric interpretation of the *stored* data
+          (``'MONOCHROME1'`` for inverted storage, ``'RGB'`` etc. for colour); the returned
+          image is always grey with higher = brighter.
+        - ``bits_stored`` (int | None): bits per stored sample (None for float data).
+        - ``source_format`` (str): ``'dicom'``, ``'png'``, ``'jpeg'``, ``'metaimage'``,
+          ``'nrrd'`` or ``'jsrt'``.
+
+    Raises:
+        CXRImageError: The file is missing, of an unknown format, or cannot be decoded.
+    """
+    path = str(path)
+    if not osp.isfile(path):
+        raise CXRImageError(path, 'no such file')
+    fmt = _detect_format(path)
+    if fmt is None:
+        # a bare DICOM data set (no preamble, no known extension) is found only by parsing
+        try:
+            img, meta = _read_dicom(path)
+        except CXRImageError as e:
+            raise CXRImageError(
+                path, f'unknown image format: extension {osp.splitext(path)[1]!r}, no PNG/JPEG/'
+                f'DICOM/NRRD/MetaImage signature, and as DICOM: {e.reason}') from e
+        fmt = 'dicom'
+    else:
+        img, meta = _READERS[fmt](path)
+    meta['source_format'] = fmt
+    return img.astype(np.float32, copy=False), meta
+
+
+def _detect_format(path: str) -> Optional[str]:
+    """Format from the file's signature, else its extension; None if neither tells."""
+    with open(path, 'rb') as f:
+        head = f.read(132)
+    for offset, signature, fmt in _MAGIC:
+        if head[offset:offset + len(signature)] == signature:
+            return fmt
+    return _EXTENSIONS.get(osp.splitext(path)[1].lower())
+
+
+def _to_grey(img: np.ndarray, order: str = 'RGB') -> np.ndarray:
+    """Colour to grey as float32 (H, W).
+
+    Args:
+        img (np.ndarray): (H, W) grey, (H, W, 1|2) grey [+ alpha], or (H, W, 3|4) colour
+            [+ alpha] with channels in ``order``.
+        order (str): ``'RGB'`` (DICOM, SimpleITK) or ``'BGR'`` (OpenCV).
+
+    Returns:
+        np.ndarray: float32 (H, W); colour becomes luma with ITU-R BT.601 weights.
+    """
+    img = img.astype(np.float32, copy=False)
+    if img.ndim == 2:
+        return img
+    if img.shape[2] <= 2:
+        return img[..., 0]
+    return cv2.cvtColor(img, _TO_GREY[order, img.shape[2]])
+
+
+# ----------------------------------------------------------------------------- DICOM
+def _read_dicom(path: str) -> Tuple[np.ndarray, dict]:
+    """Read the first frame of a DICOM file (with or without preamble and file meta)."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception as e:  # pydicom raises many types on corrupt input
+        raise CXRImageError(path, f'not a readable DICOM file ({type(e).__name__}: {e})') from e
+    if 'PixelData' not in ds:
+        sop_class = getattr(ds.get('SOPClassUID'), 'name', 'unknown')
+        raise CXRImageError(
+            path, f'no (7FE0,0010) Pixel Data element (SOP class: {sop_class}): not an image, '
+            'truncated before its pixel data, or not DICOM at all')
+    _set_missing_transfer_syntax(ds, path)
+    try:
+        arr = pixel_array(ds, index=0)  # first frame only; unused high bits corrected
+    except Exception as e:  # truncated data, missing plugin, bad group 0028 values, ...
+        ts = ds.file_meta.get('TransferSyntaxUID')
+        ts_name = getattr(ts, 'name', ts)
+        raise CXRImageError(
+            path, f'pixel data cannot be decoded (transfer syntax {ts_name}): '
+            f'{type(e).__name__}: {e}') from e
+
+    photometric = str(ds.get('PhotometricInterpretation', 'MONOCHROME2')).strip().upper()
+    try:
+        if photometric == 'PALETTE COLOR':
+            arr = apply_color_lut(arr, ds)  # (H, W) indices -> (H, W, 3) RGB
+        if arr.ndim == 3:
+            img = _to_grey(arr)
+        else:
+            img = _grey_pipeline(arr, ds)
+            if photometric == 'MONOCHROME1':
+                lo, hi = _output_range(ds)
+                img = lo + hi - img
+    except Exception as e:  # invalid LUT descriptor, window width < 1, ...
+        raise CXRImageError(
+            path, f'cannot apply its palette/Modality/VOI LUT: {type(e).__name__}: {e}') from e
+    return img, dict(
+        pixel_spacing=_dicom_spacing(ds),
+        photometric=photometric,
+        bits_stored=int(ds.BitsStored) if 'BitsStored' in ds else None)
+
+
+def _set_missing_transfer_syntax(ds: pydicom.Dataset, path: str) -> None:
+    """Give a data set without (0002,0010) the native syntax it was parsed with."""
+    if ds.file_meta.get('TransferSyntaxUID'):
+        return
+    if ds['PixelData'].is_undefined_length:
+        raise CXRImageError(
+            path, 'compressed (encapsulated) pixel data but no Transfer Syntax UID '
+            'in the file meta, so the codec is unknown')
+    implicit, little = ds.original_encoding
+    ds.file_meta.TransferSyntaxUID = (
+        ImplicitVRLittleEndian if implicit else
+        ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+
+
+def _grey_pipeline(arr: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """Modality LUT (or rescale), then VOI LUT (or windowing), as pydicom defines them."""
+    arr = apply_modality_lut(arr, ds)
+    if ds.get('VOILUTSequence') and arr.dtype.kind == 'f':
+        # a VOI LUT is indexed by integer input values
+        arr = np.rint(arr).astype(np.int64)
+    return apply_voi_lut(arr, ds)
+
+
+def _output_range(ds: pydicom.Dataset) -> Tuple[float, float]:
+    """Range of :func:`_grey_pipeline` over every value that Bits Stored allows.
+
+    MONOCHROME1 is inverted within this range, so the result does not depend on the image
+    content (a LUT need not be monotonic, hence every value when there are at most 2**16).
+    """
+    bits = int(ds.BitsStored)
+    if int(ds.get('PixelRepresentation', 0)) == 1:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << bits) - 1
+    values = np.arange(lo, hi + 1) if bits <= 16 else np.array([lo, hi])
+    out = _grey_pipeline(values, ds)
+    return float(out.min()), float(out.max())
+
+
+def _dicom_spacing(ds: pydicom.Dataset) -> Optional[Tuple[float, float]]:
+    """(row, col) mm from Pixel Spacing, else Imager Pixel Spacing (usual in CR/DX)."""
+    for keyword in ('PixelSpacing', 'ImagerPixelSpacing'):
+        value = ds.get(keyword)
+        if value is not None and len(value) == 2:
+            return float(value[0]), float(value[1])
+    return None
+
+
+# ----------------------------------------------------------------------------- PNG / JPEG
+def _read_cv2(path: str) -> Tuple[np.ndarray, dict]:
+    """Read 8/16-bit PNG or JPEG with OpenCV at full depth; colour becomes grey."""
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise CXRImageError(path, 'OpenCV cannot decode it (corrupt or unsupported PNG/JPEG)')
+    photometric = 'RGB' if img.ndim == 3 and img.shape[2] >= 3 else 'MONOCHROME2'
+    return _to_grey(img, order='BGR'), dict(
+        pixel_spacing=None, photometric=photometric, bits_stored=img.dtype.itemsize * 8)
+
+
+# ----------------------------------------------------------------------------- MHA / NRRD
+def _read_sitk(path: str) -> Tuple[np.ndarray, dict]:
+    """Read a 2-D (or single-slice 3-D) MetaImage/NRRD with SimpleITK."""
+    try:
+        image = sitk.ReadImage(path)
+    except RuntimeError as e:
+        raise CXRImageError(path, f'SimpleITK cannot read it: {e}') from e
+    size = image.GetSize()  # (x, y[, z])
+    if len(size) == 3 and size[2] == 1:
+        image = image[:, :, 0]
+    elif len(size) != 2:
+        raise CXRImageError(path, f'expected a 2-D image or one slice, got size (x, y, z) {size}')
+    arr = sitk.GetArrayFromImage(image)  # (H, W) or (H, W, C)
+    col_spacing, row_spacing = image.GetSpacing()
+    return _to_grey(arr), dict(
+        pixel_spacing=(float(row_spacing), float(col_spacing)),
+        photometric='RGB' if arr.ndim == 3 and arr.shape[2] >= 3 else 'MONOCHROME2',
+        bits_stored=None if arr.dtype.kind == 'f' else arr.dtype.itemsize * 8)
+
+
+# ----------------------------------------------------------------------------- JSRT
+def _read_jsrt(path: str) -> Tuple[np.ndarray, dict]:
+    """Read a JSRT raw image: square big-endian uint16, 12 bits, high value = dark."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    side = math.isqrt(len(data) // 2)
+    if len(data) == 0 or side * side * 2 != len(data):
+        raise CXRImageError(
+            path, f'raw JSRT .IMG must hold a square big-endian uint16 image '
+            f'({JSRT_SIDE}x{JSRT_SIDE} = {JSRT_SIDE ** 2 * 2} bytes), but it has {len(data)} bytes')
+    raw = np.frombuffer(data, dtype='>u2').reshape(side, side)
+    if raw.max() > JSRT_MAX_VALUE:
+        raise CXRImageError(
+            path, f'value {raw.max()} exceeds 12 bits ({JSRT_MAX_VALUE}): not a JSRT raw image')
+    spacing = JSRT_PIXEL_SPACING if side == JSRT_SIDE else None
+    return JSRT_MAX_VALUE - raw.astype(np.float32), dict(
+        pixel_spacing=(spacing, spacing) if spacing else None,
+        photometric='MONOCHROME1', bits_stored=12)
+
+
+_READERS = {'dicom': _read_dicom, 'png': _read_cv2, 'jpeg': _read_cv2,
+            'metaimage': _read_sitk, 'nrrd': _read_sitk, 'jsrt': _read_jsrt}

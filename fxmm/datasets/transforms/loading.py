@@ -1,0 +1,154 @@
+"""Loading transform: a chest X-ray file of any format -> a normalised float image."""
+import logging
+from typing import Optional, Sequence
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmengine.fileio import get_local_path
+from mmengine.logging import print_log
+
+from fxmm.registry import TRANSFORMS
+from ..image_io import CXRImageError, read_cxr_image
+
+
+@TRANSFORMS.register_module()
+class LoadCXRImage(BaseTransform):
+    """Load a chest X-ray (DICOM, PNG, JPEG, MHA/MHD/NRRD, JSRT ``.IMG``) and rescale it.
+
+    The file is decoded by :func:`fxmm.datasets.image_io.read_cxr_image` (raw intensities,
+    higher = brighter), then mapped linearly onto ``out_range``:
+
+    - ``'minmax'``: image minimum -> ``out_range[0]``, maximum -> ``out_range[1]``.
+    - ``'percentile'``: values are clipped to the ``percentiles`` of the image first, so a few
+      burnt-in labels or collimator pixels do not squash the lung contrast.
+
+    A constant image (no contrast) becomes ``out_range[0]`` everywhere.
+
+    Required Keys:
+
+    - img_path
+    - height (optional): checked against the decoded image
+    - width (optional): checked against the decoded image
+
+    Modified Keys:
+
+    - height (added if missing)
+    - width (added if missing)
+
+    Added Keys:
+
+    - img (np.ndarray): float32 (H, W), or (H, W, 3) with ``channels=3``, within ``out_range``
+    - ori_shape (tuple[int, int]): (H, W) as decoded
+    - img_shape (tuple[int, int]): (H, W)
+    - pixel_spacing (tuple[float, float] | None): (row, col) in mm, None if the file lacks it
+
+    Args:
+        out_range (Sequence[float]): (low, high) the intensities are mapped onto.
+            Defaults to (0., 1.).
+        intensity_norm (str): ``'minmax'`` or ``'percentile'``. Defaults to ``'minmax'``.
+        percentiles (Sequence[float]): (low, high) percentiles in [0, 100] to clip to, used with
+            ``intensity_norm='percentile'``. Defaults to (0.5, 99.5).
+        to_float32 (bool): Return ``img`` as float32; if False it keeps the float64 precision
+            of the normalisation. Defaults to True.
+        channels (int): 1 for a (H, W) image, 3 for (H, W, 3) with the grey value repeated.
+            Defaults to 1.
+        backend_args (dict, optional): Arguments to instantiate the mmengine file backend
+            (e.g. for object storage). Remote files are fetched to a temporary local file, whose
+            format is then found from its content. Defaults to None (local files).
+        ignore_empty (bool): Return None (so that the dataset picks another sample) instead of
+            raising when the file is missing or cannot be decoded; the reason is logged.
+            A size mismatch with the annotation always raises. Defaults to False.
+
+    Raises:
+        CXRImageError: The image cannot be read, or its size differs from the annotation's
+            ``height``/``width``.
+    """
+
+    def __init__(self,
+                 out_range: Sequence[float] = (0., 1.),
+                 intensity_norm: str = 'minmax',
+                 percentiles: Sequence[float] = (0.5, 99.5),
+                 to_float32: bool = True,
+                 channels: int = 1,
+                 backend_args: Optional[dict] = None,
+                 ignore_empty: bool = False) -> None:
+        if len(out_range) != 2 or not out_range[0] < out_range[1]:
+            raise ValueError(f'out_range must be (low, high) with low < high, got {out_range}')
+        if intensity_norm not in ('minmax', 'percentile'):
+            raise ValueError(
+                f"intensity_norm must be 'minmax' or 'percentile', got {intensity_norm!r}")
+        if len(percentiles) != 2 or not 0 <= percentiles[0] < percentiles[1] <= 100:
+            raise ValueError(
+                f'percentiles must be (low, high) with 0 <= low < high <= 100, got {percentiles}')
+        if channels not in (1, 3):
+            raise ValueError(f'channels must be 1 or 3, got {channels}')
+        self.out_range = tuple(float(v) for v in out_range)
+        self.intensity_norm = intensity_norm
+        self.percentiles = tuple(float(v) for v in percentiles)
+        self.to_float32 = to_float32
+        self.channels = channels
+        self.backend_args = backend_args.copy() if backend_args else None
+        self.ignore_empty = ignore_empty
+
+    def transform(self, results: dict) -> Optional[dict]:
+        """Load ``results['img_path']`` into ``results['img']``.
+
+        Args:
+            results (dict): Result dict from :class:`fxmm.datasets.CXRDataset`.
+
+        Returns:
+            dict | None: The updated results, or None for an unreadable file when
+            ``ignore_empty`` is True.
+        """
+        filename = results['img_path']
+        try:
+            with get_local_path(filename, backend_args=self.backend_args) as local_path:
+                raw, meta = read_cxr_image(local_path)
+        except Exception as e:  # a missing or undecodable file; remote backends raise their own
+            if not self.ignore_empty:
+                raise
+            print_log(f'LoadCXRImage skips {filename}: {e}', logger='current',
+                      level=logging.WARNING)
+            return None
+
+        height, width = raw.shape
+        for key, size in (('height', height), ('width', width)):
+            expected = results.get(key)
+            if expected is not None and int(expected) != size:
+                raise CXRImageError(
+                    filename, f'decoded image is (H, W) = ({height}, {width}) but the annotation '
+                    f'gives height={results.get("height")}, width={results.get("width")}, so its '
+                    'boxes and masks would not line up')
+        img = self._normalise(raw)
+        if self.channels == 3:
+            img = np.repeat(img[..., None], 3, axis=2)  # (H, W) -> (H, W, 3)
+
+        results['img'] = img
+        results['ori_shape'] = (height, width)
+        results['img_shape'] = (height, width)
+        results['pixel_spacing'] = meta['pixel_spacing']
+        results.setdefault('height', height)
+        results.setdefault('width', width)
+        return results
+
+    def _normalise(self, raw: np.ndarray) -> np.ndarray:
+        """Map raw intensities (H, W) linearly onto ``out_range``."""
+        img = raw.astype(np.float64)
+        if self.intensity_norm == 'percentile':
+            low, high = np.percentile(img, self.percentiles)
+            np.clip(img, low, high, out=img)
+        else:
+            low, high = img.min(), img.max()
+        out_low, out_high = self.out_range
+        if high > low:
+            img = (img - low) / (high - low) * (out_high - out_low) + out_low
+            np.clip(img, out_low, out_high, out=img)  # float rounding at the ends
+        else:
+            img = np.full_like(img, out_low)
+        return img.astype(np.float32) if self.to_float32 else img
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(out_range={self.out_range}, '
+                f'intensity_norm={self.intensity_norm!r}, percentiles={self.percentiles}, '
+                f'to_float32={self.to_float32}, channels={self.channels}, '
+                f'backend_args={self.backend_args}, ignore_empty={self.ignore_empty})')
