@@ -4,6 +4,8 @@ Encoding and decoding are pycocotools'. pycocotools does not check the run lengt
 compressed RLE against its ``size`` (a too-short RLE decodes into uninitialised memory), so
 :func:`rle_run_lengths` reads the counts string (the LEB128-like code of pycocotools'
 ``rleToString``) to check it before anything is decoded.
+
+Masks are (H, W) arrays of 0/1 in the image's pixel grid; an RLE's ``size`` is ``[H, W]``.
 """
 from typing import Optional
 
@@ -131,8 +133,9 @@ def decode_mask(rle: dict, height: Optional[int] = None, width: Optional[int] = 
     """
     rle_run_lengths(rle, height, width)
     counts = rle['counts']
-    mask = mask_util.decode({'size': list(rle['size']),
-                             'counts': counts.encode('ascii') if isinstance(counts, str) else counts})
+    if isinstance(counts, str):
+        counts = counts.encode('ascii')
+    mask = mask_util.decode({'size': list(rle['size']), 'counts': counts})
     return np.ascontiguousarray(mask)
 
 

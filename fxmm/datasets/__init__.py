@@ -1,0 +1,9 @@
+"""Datasets, samplers and transforms for chest X-rays."""
+from .cxr_dataset import ANNOTATION_VERSION, CXRDataset
+from .image_io import CXRImageError, read_cxr_image
+from .label_policies import apply_label_policy
+from .transforms import *  # noqa: F401,F403
+
+__all__ = [
+    'ANNOTATION_VERSION', 'CXRDataset', 'CXRImageError', 'read_cxr_image', 'apply_label_policy'
+]

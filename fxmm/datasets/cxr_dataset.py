@@ -1,0 +1,393 @@
+"""``CXRDataset``: one split of one chest X-ray dataset in fxmm's annotation format.
+
+The format (``docs/design.md``) is mmengine's OpenMMLab 2.0 JSON, ``{"metainfo": {...},
+"data_list": [...]}``, written by the converters in ``data_converters/``. Every entry is
+checked on load, so a broken file fails at start-up with the file, entry index and field.
+"""
+import json
+import math
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+from mmengine.fileio import join_path, load
+from mmengine.logging import print_log
+
+from fxmm.registry import DATASETS
+from fxmm.structures import TASKS, check_task
+from fxmm.structures.mask_rle import rle_run_lengths
+from .label_policies import apply_label_policy, check_label_policy
+
+# The version of the annotation format this fxmm reads and its converters write.
+ANNOTATION_VERSION = 1
+
+# task -> the metainfo key of its class list
+CLASS_LISTS = {'cls': 'cls_classes', 'loc': 'det_classes', 'seg': 'seg_classes'}
+_CLS_VALUES = (1, 0, -1, None)
+_FILTER_KEYS = {'filter_empty_gt'}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_metainfo(meta: dict, ann_file: str) -> dict:
+    """Check an annotation file's ``metainfo`` and fill the optional keys.
+
+    Args:
+        meta (dict): the ``metainfo`` of the file.
+        ann_file (str): the file, for error messages.
+
+    Returns:
+        dict: a copy with ``cls_classes``, ``det_classes``, ``seg_classes``, ``lr_pairs``
+        (lists, empty when absent).
+
+    Raises:
+        ValueError: ``"<ann_file> metainfo.<key>: <what is wrong>"``.
+    """
+    def fail(key, msg):
+        return ValueError(f'{ann_file} metainfo.{key}: {msg}')
+
+    if not isinstance(meta, dict):
+        raise ValueError(f'{ann_file} metainfo: must be a dict, got {type(meta).__name__}')
+    meta = dict(meta)
+    version = meta.get('converter_version')
+    if not _is_int(version) or version < 1:
+        raise fail('converter_version', f'must be a positive int, got {version!r}')
+    if version > ANNOTATION_VERSION:
+        raise fail('converter_version', f'{version}: annotation file from a newer fxmm (this '
+                   f'fxmm reads version {ANNOTATION_VERSION}); upgrade fxmm or re-convert')
+    name = meta.get('dataset')
+    if not isinstance(name, str) or not name or '.' in name:
+        raise fail('dataset', f'must be a non-empty name without ".", got {name!r}')
+    tasks = meta.get('tasks')
+    if (not isinstance(tasks, list) or not tasks or not all(t in TASKS for t in tasks)
+            or len(set(tasks)) != len(tasks)):
+        raise fail('tasks', f'must be a non-empty list of distinct tasks from {TASKS}, '
+                   f'got {tasks!r}')
+    names = set()
+    for task, key in CLASS_LISTS.items():
+        classes = meta.setdefault(key, [])
+        if (not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes)
+                or len(set(classes)) != len(classes)):
+            raise fail(key, f'must be a list of distinct class names, got {classes!r}')
+        if (task in tasks) != bool(classes):
+            raise fail(key, f'{len(classes)} classes, but tasks are {tasks} (a task needs '
+                       'classes; a list must be empty where its task is absent)')
+        names.update(classes)
+    pairs = meta.setdefault('lr_pairs', [])
+    if not isinstance(pairs, list):
+        raise fail('lr_pairs', f'must be a list of [left_name, right_name], got {pairs!r}')
+    for i, pair in enumerate(pairs):
+        if (not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]
+                or not all(isinstance(n, str) and n in names for n in pair)):
+            raise fail(f'lr_pairs[{i}]', f'must be two different class names of this file, '
+                       f'got {pair!r}')
+    return meta
+
+
+def check_entry(raw: dict, index: int, meta: dict, ann_file: str,
+                bbox_tolerance: float = 2.0) -> dict:
+    """Check one ``data_list`` entry and return it in the form :class:`CXRDataset` keeps.
+
+    Args:
+        raw (dict): the entry as read from JSON.
+        index (int): its index in ``data_list``, for error messages.
+        meta (dict): the file's metainfo, checked by :func:`check_metainfo`.
+        ann_file (str): the file, for error messages.
+        bbox_tolerance (float): how many pixels a box may reach outside the image; such boxes
+            are clipped to the image.
+
+    Returns:
+        dict: a copy of the entry where ``cls_label`` is a float32 array (C,) with nan for
+        missing, ``instances`` a list (boxes clipped) and ``seg`` a dict holding only the
+        non-empty masks (an absent class means an all-zero mask).
+
+    Raises:
+        ValueError: ``"<ann_file> data_list[<index>].<field>: <what is wrong>"``.
+    """
+    def fail(field, msg):
+        return ValueError(f'{ann_file} data_list[{index}].{field}: {msg}')
+
+    if not isinstance(raw, dict):
+        raise ValueError(f'{ann_file} data_list[{index}]: must be a dict, '
+                         f'got {type(raw).__name__}')
+    entry = dict(raw)
+    if not isinstance(entry.get('img_path'), str) or not entry['img_path']:
+        raise fail('img_path', f'must be a non-empty path, got {entry.get("img_path")!r}')
+    for key in ('height', 'width'):
+        if not _is_int(entry.get(key)) or entry[key] <= 0:
+            raise fail(key, f'must be a positive int, got {entry.get(key)!r}')
+    height, width = entry['height'], entry['width']
+    if 'patient_id' in entry and not isinstance(entry['patient_id'], str):
+        raise fail('patient_id', f'must be a str, got {entry["patient_id"]!r}')
+    spacing = entry.get('pixel_spacing')
+    if spacing is not None and (not isinstance(spacing, list) or len(spacing) != 2
+                                or not all(_is_number(s) and s > 0 for s in spacing)):
+        raise fail('pixel_spacing', f'must be [row_mm, col_mm] > 0 or null, got {spacing!r}')
+
+    num_cls = len(meta['cls_classes'])
+    labels = entry.get('cls_label', None if num_cls else [])
+    if not isinstance(labels, list) or len(labels) != num_cls:
+        raise fail('cls_label', f'must be a list of {num_cls} labels (one per cls_classes), '
+                   f'got {labels!r}')
+    bad = [v for v in labels if isinstance(v, bool) or v not in _CLS_VALUES]
+    if bad:
+        raise fail('cls_label', f'values must be 1, 0, -1 or null, got {bad[0]!r}')
+    entry['cls_label'] = np.array(labels, dtype=np.float32)
+
+    instances = entry.get('instances', [])
+    if not isinstance(instances, list):
+        raise fail('instances', f'must be a list, got {type(instances).__name__}')
+    entry['instances'] = [
+        _check_instance(inst, f'instances[{i}]', fail, height, width,
+                        len(meta['det_classes']), bbox_tolerance)
+        for i, inst in enumerate(instances)]
+
+    seg = entry.get('seg', {})
+    if not isinstance(seg, dict):
+        raise fail('seg', f'must be a dict of class name -> RLE, got {type(seg).__name__}')
+    entry['seg'] = {}
+    for name, rle in seg.items():
+        if name not in meta['seg_classes']:
+            raise fail(f'seg.{name}', f'not one of seg_classes {meta["seg_classes"]}')
+        try:
+            runs = rle_run_lengths(rle, height, width)
+        except ValueError as err:
+            raise fail(f'seg.{name}', str(err)) from None
+        if runs[1::2].any():
+            entry['seg'][name] = rle
+    return entry
+
+
+def _check_instance(inst, field: str, fail, height: int, width: int, num_classes: int,
+                    tolerance: float) -> dict:
+    """Check one box of an entry and return a copy with the box clipped to the image."""
+    if not isinstance(inst, dict):
+        raise fail(field, f'must be a dict, got {type(inst).__name__}')
+    inst = dict(inst)
+    bbox = inst.get('bbox')
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        raise fail(f'{field}.bbox', f'must be 4 finite numbers [x1, y1, x2, y2], got {bbox!r}')
+    x1, y1, x2, y2 = bbox
+    if not (x1 < x2 and y1 < y2):
+        raise fail(f'{field}.bbox', f'needs x1 < x2 and y1 < y2, got {bbox}')
+    if min(x1, y1) < -tolerance or x2 > width + tolerance or y2 > height + tolerance:
+        raise fail(f'{field}.bbox', f'{bbox} lies outside the image (width {width}, height '
+                   f'{height}) by more than {tolerance} px')
+    inst['bbox'] = [max(float(x1), 0.), max(float(y1), 0.),
+                    min(float(x2), float(width)), min(float(y2), float(height))]
+    if not (inst['bbox'][0] < inst['bbox'][2] and inst['bbox'][1] < inst['bbox'][3]):
+        raise fail(f'{field}.bbox', f'{bbox} has no area inside the image')
+    label = inst.get('bbox_label')
+    if not _is_int(label) or not 0 <= label < num_classes:
+        raise fail(f'{field}.bbox_label', f'must be an int in [0, {num_classes}) '
+                   f'(index into det_classes), got {label!r}')
+    if inst.get('reader') is not None and not isinstance(inst['reader'], str):
+        raise fail(f'{field}.reader', f'must be a str or null, got {inst["reader"]!r}')
+    return inst
+
+
+@DATASETS.register_module()
+class CXRDataset(BaseDataset):
+    """One split of a chest X-ray dataset, read from an fxmm annotation file.
+
+    Every entry of the file is validated (see :func:`check_entry`). Each sample given to the
+    pipeline holds the entry (``img_path`` joined with ``data_root``/``data_prefix``,
+    ``height``, ``width``, ``cls_label`` float32 (C,) with nan = missing after the label
+    policy, ``instances``, ``seg`` with only non-empty masks, ``patient_id``, ...) plus
+    ``sample_idx``, ``dataset``, ``task``, ``cls_classes``, ``det_classes``,
+    ``seg_classes`` and ``lr_pairs``. These shared keys are added when a sample is fetched
+    (:meth:`get_data_info`) rather than stored with every entry.
+
+    Args:
+        ann_file (str): the annotation JSON, relative to ``data_root`` or absolute.
+        data_root (str): root of ``ann_file`` and of the images.
+        pipeline (Sequence[dict | Callable]): the transforms.
+        task (str, optional): one of :data:`fxmm.structures.TASKS`, which must be among the
+            file's ``tasks``. None: the file's task when it has only one, else left None for
+            the multi-task wrapper to set.
+        label_policy (str | dict): what uncertain (-1) / missing image labels become, applied
+            once at load time (see :mod:`fxmm.datasets.label_policies`), e.g. ``'ones'`` or
+            ``dict(type='lsr', missing_as_zero=True)``. Defaults to ``'ignore'``.
+        label_seed (int): seed of the local RNG of random label policies ('lsr').
+        bbox_tolerance (float): pixels a box may reach outside the image before it is an
+            error; boxes within the tolerance are clipped.
+        data_prefix (dict, optional): ``dict(img_path=<folder under data_root>)``.
+        filter_cfg (dict, optional): ``dict(filter_empty_gt=True)`` drops images without
+            annotations of ``task`` (no boxes for 'loc', no non-empty mask for 'seg', only
+            missing labels for 'cls'); not applied in test mode. By default all images are
+            kept (images without boxes are useful negatives for 'loc').
+        test_mode, indices, lazy_init, serialize_data, max_refetch: as in
+            :class:`mmengine.dataset.BaseDataset`.
+    """
+
+    def __init__(self,
+                 ann_file: str,
+                 data_root: str = '',
+                 pipeline: Sequence = (),
+                 task: Optional[str] = None,
+                 label_policy: Union[str, dict] = 'ignore',
+                 label_seed: int = 0,
+                 bbox_tolerance: float = 2.0,
+                 data_prefix: Optional[dict] = None,
+                 filter_cfg: Optional[dict] = None,
+                 test_mode: bool = False,
+                 indices: Optional[Union[int, Sequence[int]]] = None,
+                 lazy_init: bool = False,
+                 serialize_data: bool = True,
+                 max_refetch: int = 1000):
+        self.task = None if task is None else check_task(task)
+        self.label_policy = check_label_policy(label_policy)
+        self.label_seed = label_seed
+        if not _is_number(bbox_tolerance) or bbox_tolerance < 0:
+            raise ValueError(f'bbox_tolerance must be a number >= 0, got {bbox_tolerance!r}')
+        self.bbox_tolerance = bbox_tolerance
+        data_prefix = dict(img_path='') if data_prefix is None else data_prefix
+        if set(data_prefix) != {'img_path'}:
+            raise ValueError(f'data_prefix must be dict(img_path=<folder>), got {data_prefix!r}')
+        unknown = set(filter_cfg or {}) - _FILTER_KEYS
+        if unknown:
+            raise ValueError(f'filter_cfg: unknown keys {sorted(unknown)}; '
+                             f'supported: {sorted(_FILTER_KEYS)}')
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            filter_cfg=filter_cfg,
+            indices=indices,
+            serialize_data=serialize_data,
+            pipeline=list(pipeline),
+            test_mode=test_mode,
+            lazy_init=lazy_init,
+            max_refetch=max_refetch)
+
+    def load_data_list(self) -> List[dict]:
+        """Read and validate the annotation file; apply the label policy.
+
+        Returns:
+            list[dict]: the checked entries (see :func:`check_entry`).
+        """
+        try:
+            annotations = load(self.ann_file, file_format='json')
+        except json.JSONDecodeError as err:
+            raise ValueError(f'{self.ann_file}: not valid JSON ({err})') from None
+        if (not isinstance(annotations, dict)
+                or not {'metainfo', 'data_list'} <= set(annotations)):
+            raise ValueError(f'{self.ann_file}: must be a JSON object with "metainfo" and '
+                             '"data_list" (see docs/design.md)')
+        meta = check_metainfo(annotations['metainfo'], self.ann_file)
+        if self.task is None and len(meta['tasks']) == 1:
+            self.task = meta['tasks'][0]
+        elif self.task is not None and self.task not in meta['tasks']:
+            raise ValueError(f'{self.ann_file}: task {self.task!r} requested, but the file has '
+                             f'tasks {meta["tasks"]}')
+        self._metainfo.update(meta)
+        raw_list = annotations['data_list']
+        if not isinstance(raw_list, list):
+            raise ValueError(f'{self.ann_file} data_list: must be a list, '
+                             f'got {type(raw_list).__name__}')
+        rng = np.random.default_rng(self.label_seed)
+        data_list = []
+        for index, raw in enumerate(raw_list):
+            entry = check_entry(raw, index, meta, self.ann_file, self.bbox_tolerance)
+            entry['cls_label'] = apply_label_policy(entry['cls_label'], self.label_policy, rng)
+            data_list.append(self.parse_data_info(entry))
+        return data_list
+
+    def parse_data_info(self, raw_data_info: dict) -> dict:
+        """Join ``img_path`` with ``data_root``/``data_prefix`` (absolute paths stay)."""
+        raw_data_info['img_path'] = join_path(self.data_prefix['img_path'],
+                                              raw_data_info['img_path'])
+        return raw_data_info
+
+    def filter_data(self) -> List[dict]:
+        """Apply ``filter_cfg`` (see the class docstring); no filtering in test mode."""
+        if self.test_mode or not (self.filter_cfg or {}).get('filter_empty_gt'):
+            return self.data_list
+        if self.task is None:
+            raise ValueError(f'{self.ann_file}: filter_empty_gt needs a task, but the file has '
+                             f'several ({self._metainfo["tasks"]}) and task=None')
+        kept = [info for info in self.data_list if self._has_gt(info)]
+        print_log(f'{self.ann_file}: filter_empty_gt dropped {len(self.data_list) - len(kept)} '
+                  f'of {len(self.data_list)} images without {self.task} annotations',
+                  logger='current')
+        return kept
+
+    def _has_gt(self, info: dict) -> bool:
+        if self.task == 'loc':
+            return bool(info['instances'])
+        if self.task == 'seg':
+            return bool(info['seg'])
+        return bool(len(info['cls_label'])) and not np.isnan(info['cls_label']).all()
+
+    def full_init(self):
+        """Load, filter and index the file as BaseDataset does, then log a summary."""
+        if self._fully_initialized:
+            return
+        super().full_init()
+        print_log(repr(self), logger='current')
+
+    def get_data_info(self, idx: int) -> dict:
+        """The ``idx``-th entry with ``sample_idx``, ``dataset``, ``task``, the class lists
+        and ``lr_pairs`` added."""
+        info = super().get_data_info(idx)
+        meta = self._metainfo
+        info.update(dataset=meta['dataset'], task=self.task,
+                    lr_pairs=[list(pair) for pair in meta['lr_pairs']],
+                    **{key: list(meta[key]) for key in CLASS_LISTS.values()})
+        return info
+
+    def get_cat_ids(self, idx: int) -> List[int]:
+        """The classes in image ``idx`` for the dataset's task.
+
+        Returns:
+            list[int]: 'loc': the label of every box (indices into ``det_classes``); 'cls':
+            the classes labelled 1; 'seg': the classes with a non-empty mask.
+        """
+        info = self.get_data_info(idx)
+        if self.task == 'loc':
+            return [inst['bbox_label'] for inst in info['instances']]
+        if self.task == 'cls':
+            return np.flatnonzero(info['cls_label'] == 1).tolist()
+        if self.task == 'seg':
+            return [info['seg_classes'].index(name) for name in info['seg']]
+        raise ValueError(f'{self.ann_file}: get_cat_ids needs a task, got task=None')
+
+    def class_counts(self) -> Dict[str, Dict[str, int]]:
+        """Positives per class over the (filtered) dataset.
+
+        Returns:
+            dict: ``'cls'``: images labelled 1 per class; ``'det'``: boxes per class;
+            ``'seg'``: images with a non-empty mask per class. Only the kinds the file has.
+        """
+        meta = self._metainfo
+        cls_pos = np.zeros(len(meta['cls_classes']), dtype=np.int64)
+        det = np.zeros(len(meta['det_classes']), dtype=np.int64)
+        seg = dict.fromkeys(meta['seg_classes'], 0)
+        for idx in range(len(self)):
+            info = super().get_data_info(idx)
+            cls_pos += info['cls_label'] == 1
+            for inst in info['instances']:
+                det[inst['bbox_label']] += 1
+            for name in info['seg']:
+                seg[name] += 1
+        counts = {'cls': dict(zip(meta['cls_classes'], cls_pos.tolist())),
+                  'det': dict(zip(meta['det_classes'], det.tolist())),
+                  'seg': seg}
+        return {kind: per_class for kind, per_class in counts.items() if per_class}
+
+    def __repr__(self) -> str:
+        head = f'{type(self).__name__}(ann_file={self.ann_file!r}, task={self.task!r}'
+        if not self._fully_initialized:
+            return head + ', not loaded yet)'
+        lines = [f'{head}, dataset={self._metainfo["dataset"]!r}, images={len(self)})']
+        titles = {'cls': 'images labelled 1', 'det': 'boxes', 'seg': 'non-empty masks'}
+        for kind, per_class in self.class_counts().items():
+            counts = ', '.join(f'{name}: {n}' for name, n in per_class.items())
+            lines.append(f'  {titles[kind]} per class - {counts}')
+        return '\n'.join(lines)
