@@ -2,8 +2,11 @@
 from .cxr_dataset import ANNOTATION_VERSION, CXRDataset
 from .image_io import CXRImageError, read_cxr_image
 from .label_policies import apply_label_policy
+from .multi_task_dataset import MultiTaskDataset
+from .samplers import MultiTaskSampler, VisitInfo
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
-    'ANNOTATION_VERSION', 'CXRDataset', 'CXRImageError', 'read_cxr_image', 'apply_label_policy'
+    'ANNOTATION_VERSION', 'CXRDataset', 'CXRImageError', 'read_cxr_image', 'apply_label_policy',
+    'MultiTaskDataset', 'MultiTaskSampler', 'VisitInfo'
 ]

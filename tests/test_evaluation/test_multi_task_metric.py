@@ -151,3 +151,22 @@ def test_bad_samples_are_named():
     meta = dict(datasets=dict(phantom_seg=dict(seg_classes=['heart'])))
     with pytest.raises(ValueError, match=r'phantom_seg.seg: dataset_meta gives 1 seg_classes'):
         evaluate(MultiTaskMetric(), seg_samples(), dataset_meta=meta)
+
+
+def test_evaluate_keeps_results_beyond_dataset_size():
+    """Per-pair padding makes the results list longer than the dataset; none is cut."""
+
+    def evaluate(batches):
+        metric = MultiTaskMetric()
+        metric.dataset_meta = DATASET_META
+        for batch in batches:
+            metric.process({}, [s.to_dict() for s in batch])
+        return metric.evaluate(size=4)['phantom_cls.cls/AUC']
+
+    samples = cls_samples()
+    full = evaluate([samples])
+    # sample 2 padded (repeated) before the pair's last real sample arrives
+    padded = evaluate([samples[:3] + [samples[2]], samples[3:]])
+    without_last = evaluate([samples[:3]])
+    assert padded == full
+    assert without_last != full

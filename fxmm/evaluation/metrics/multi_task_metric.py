@@ -175,6 +175,16 @@ class MultiTaskMetric(BaseMetric):
         return dict(dice=dice_per_image(pred[None], gt[None], self.dice_empty_score)[0])
 
     # ----- over the evaluation -----
+    def evaluate(self, size: int) -> dict:
+        """Gather every rank's results without truncating them to ``size``.
+
+        mmengine cuts the gathered list to ``len(dataset)``, assuming padding only at the end;
+        :class:`MultiTaskSampler` pads each (dataset, task) pair separately, so the cut would
+        drop real samples. Duplicates are removed by ``sample_idx`` in
+        :meth:`compute_metrics` instead.
+        """
+        return super().evaluate(None)
+
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Metrics per pair, their means per task over datasets, and ``'score'``.
 
