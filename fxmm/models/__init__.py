@@ -1,0 +1,9 @@
+"""Models: FoundationX and its parts."""
+from .data_preprocessors import *  # noqa: F401,F403
+from .detectors import *  # noqa: F401,F403
+from .foundation_x import FoundationX
+from .heads import *  # noqa: F401,F403
+from .losses import MaskedBCEWithLogitsLoss, MultiLabelDiceLoss
+from .necks import *  # noqa: F401,F403
+
+__all__ = ['FoundationX', 'MaskedBCEWithLogitsLoss', 'MultiLabelDiceLoss']

@@ -1,0 +1,4 @@
+"""Data preprocessors."""
+from .cxr_data_preprocessor import CXRDataPreprocessor
+
+__all__ = ['CXRDataPreprocessor']

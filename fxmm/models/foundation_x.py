@@ -1,0 +1,322 @@
+"""Foundation X: one Swin backbone, per-dataset cls / loc / seg heads, one task per batch.
+
+Foundation X (Islam et al., WACV 2025, https://arxiv.org/abs/2503.09860).
+"""
+from typing import Dict, List, Optional, Tuple, Union
+
+from mmengine.model import BaseModel
+from mmengine.structures import LabelData
+from torch import Tensor
+
+from fxmm.registry import MODELS
+from fxmm.structures.cxr_data_sample import TASKS, CXRDataSample, check_task, pair_name
+from .data_preprocessors.cxr_data_preprocessor import batch_pair
+
+# the per-dataset class lists a `datasets` entry may hold, and the task each one serves
+CLASS_KEYS = dict(cls='cls_classes', loc='det_classes', seg='seg_classes')
+# the data-sample field each task's predictions go to in predict(heads='task')
+PRED_FIELDS = dict(cls='pred_cls', loc='pred_instances', seg='pred_seg_masks')
+PREDICT_HEADS = ('task', 'all')
+
+
+@MODELS.register_module()
+class FoundationX(BaseModel):
+    """The Foundation X multi-task, multi-dataset chest X-ray model (the student).
+
+    One backbone pass per batch; the batch's (dataset, task) pair, read from its data samples'
+    metainfo, selects the path:
+
+    - ``cls``: global average pool of the last stage (B, C) -> ``cls_head`` of the dataset.
+    - ``loc``: the 4 stages -> ``loc_head`` (a ``SharedDINO``: shared encoder, per-dataset
+      decoder).
+    - ``seg``: the 4 stages -> ``seg_neck`` (shared UperNet, stride-4 map) -> ``seg_head`` of
+      the dataset, logits at input size.
+
+    Modules of other paths and other datasets' heads are not run, so they get no gradient
+    (DDP needs ``find_unused_parameters=True``). Losses are keyed
+    ``'<dataset>.<task>.<loss name>'``, e.g. ``'siim.seg.loss_dice'``.
+
+    The class lists are stated once, in ``datasets``; the model passes each task head
+    ``dataset_classes=dict(<dataset>=<number of classes>)`` over the datasets that have
+    classes for its task, so head configs must not set ``dataset_classes``. A task's head
+    must be given iff some dataset has classes for that task.
+
+    Prediction (``predict``) writes, per data sample:
+
+    - ``heads='task'`` (the evaluation loop's mode): the batch pair's output only -
+      ``pred_cls`` (LabelData, ``score`` (C,) probabilities), ``pred_instances`` (InstanceData
+      ``bboxes`` (N, 4) xyxy in original-image pixels, ``scores``, ``labels``) or
+      ``pred_seg_masks`` (PixelData ``data`` bool / ``score`` float, (K, H_ori, W_ori)).
+    - ``heads='all'`` (inference on any image, one backbone pass): a data field
+      ``all_preds``, a dict ``{dataset: {'cls': Tensor (C,), 'loc': InstanceData,
+      'seg': PixelData}}`` holding, for every dataset, the tasks it has.
+
+    Args:
+        backbone (dict): Backbone config returning 4 channels-first maps, strides 4..32, e.g.
+            ``dict(type='mmpretrain.SwinTransformer', arch='base', out_indices=(0, 1, 2, 3))``.
+        datasets (dict[str, dict]): Dataset name -> ``dict(cls_classes=[...],
+            det_classes=[...], seg_classes=[...])``; absent or empty lists mean the dataset
+            has no such task. Names may not contain '.'.
+        cls_head (dict, optional): ``MultiDatasetClsHead`` config (no ``dataset_classes``).
+        loc_head (dict, optional): ``SharedDINO`` config (no ``dataset_classes``); it must
+            offer ``loss(feats, data_samples, dataset)`` and
+            ``predict(feats, data_samples, dataset, rescale)``.
+        seg_neck (dict, optional): ``SharedUperNet`` config; needed with ``seg_head``.
+        seg_head (dict, optional): ``MultiDatasetSegHead`` config (no ``dataset_classes``).
+        data_preprocessor (dict, optional): Defaults to ``dict(type='CXRDataPreprocessor')``.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 datasets: Dict[str, dict],
+                 cls_head: Optional[dict] = None,
+                 loc_head: Optional[dict] = None,
+                 seg_neck: Optional[dict] = None,
+                 seg_head: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='CXRDataPreprocessor')
+        # built here, in fxmm's registry, so no default scope is needed
+        super().__init__(data_preprocessor=MODELS.build(data_preprocessor), init_cfg=init_cfg)
+        #: dataset -> dict(cls_classes=[...], det_classes=[...], seg_classes=[...])
+        self.class_names = self._check_datasets(datasets)
+        #: task -> names of the datasets that have a head for it, in ``datasets`` order
+        self.task_datasets = {
+            task: [name for name, classes in self.class_names.items()
+                   if classes[CLASS_KEYS[task]]]
+            for task in TASKS
+        }
+        if (seg_neck is None) != (seg_head is None):
+            raise ValueError('FoundationX: seg_neck and seg_head go together; got only '
+                             f"{'seg_neck' if seg_head is None else 'seg_head'}")
+        self.backbone = MODELS.build(backbone)
+        self.cls_head = self._build_task_head('cls', cls_head)
+        self.loc_head = self._build_task_head('loc', loc_head)
+        self.seg_neck = MODELS.build(seg_neck) if seg_neck is not None else None
+        self.seg_head = self._build_task_head('seg', seg_head)
+
+    @staticmethod
+    def _check_datasets(datasets: Dict[str, dict]) -> Dict[str, Dict[str, list]]:
+        """Validate ``datasets`` and fill absent class lists with []."""
+        if not datasets:
+            raise ValueError('FoundationX needs at least one entry in `datasets`')
+        checked = {}
+        for name, classes in datasets.items():
+            if not isinstance(name, str) or not name or '.' in name:
+                raise ValueError(f'FoundationX: dataset name {name!r} must be a non-empty '
+                                 "string without '.' (keys are '<dataset>.<task>')")
+            unknown = set(classes) - set(CLASS_KEYS.values())
+            if unknown:
+                raise ValueError(f'FoundationX: datasets[{name!r}] has unknown keys '
+                                 f'{sorted(unknown)}; allowed: {sorted(CLASS_KEYS.values())}')
+            checked[name] = {key: list(classes.get(key) or []) for key in CLASS_KEYS.values()}
+            if not any(checked[name].values()):
+                raise ValueError(f'FoundationX: datasets[{name!r}] has no classes for any task')
+        return checked
+
+    def _build_task_head(self, task: str, cfg: Optional[dict]):
+        """Build ``task``'s head with ``dataset_classes`` from ``datasets``, or None."""
+        names = self.task_datasets[task]
+        if cfg is None:
+            if names:
+                raise ValueError(f'FoundationX: datasets {names} have {CLASS_KEYS[task]} but '
+                                 f'no {task} head is configured')
+            return None
+        if not names:
+            raise ValueError(f'FoundationX: a {task} head is configured but no dataset has '
+                             f'{CLASS_KEYS[task]}')
+        if 'dataset_classes' in cfg:
+            raise ValueError(f'FoundationX: do not set dataset_classes in the {task} head '
+                             f'config; it is derived from the {CLASS_KEYS[task]} of `datasets`')
+        dataset_classes = {name: len(self.class_names[name][CLASS_KEYS[task]])
+                           for name in names}
+        return MODELS.build(dict(cfg, dataset_classes=dataset_classes))
+
+    @property
+    def with_cls(self) -> bool:
+        """bool: whether the model has a classification path."""
+        return self.cls_head is not None
+
+    @property
+    def with_loc(self) -> bool:
+        """bool: whether the model has a localisation path."""
+        return self.loc_head is not None
+
+    @property
+    def with_seg(self) -> bool:
+        """bool: whether the model has a segmentation path."""
+        return self.seg_head is not None
+
+    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """Run the backbone.
+
+        Args:
+            inputs (Tensor): Normalised images, shape (B, 3, H, W).
+
+        Returns:
+            tuple[Tensor]: 4 maps (B, C_i, H / s_i, W / s_i), strides s_i = 4, 8, 16, 32
+            (C_i = 128, 256, 512, 1024 for Swin-B).
+        """
+        return self.backbone(inputs)
+
+    def pooled_features(self, feats: Tuple[Tensor, ...]) -> Tensor:
+        """Global average pool of the last stage: the cls heads' input (and the feature
+        Foundation X's cls consistency loss compares).
+
+        Args:
+            feats (tuple[Tensor]): Backbone maps from :meth:`extract_feat`.
+
+        Returns:
+            Tensor: Shape (B, C_4) (1024 for Swin-B).
+        """
+        return feats[-1].mean(dim=(2, 3))
+
+    def seg_features(self, feats: Tuple[Tensor, ...]) -> Tensor:
+        """The shared UperNet feature: the seg heads' input (its L2-normalised form is what
+        Foundation X's seg consistency loss compares).
+
+        Args:
+            feats (tuple[Tensor]): Backbone maps from :meth:`extract_feat`.
+
+        Returns:
+            Tensor: Shape (B, channels, H/4, W/4).
+        """
+        return self.seg_neck(feats)
+
+    def _pair_of(self, data_samples: List[CXRDataSample]) -> Tuple[str, str]:
+        """The batch's (dataset, task), checked against the model's heads."""
+        dataset, task = batch_pair(data_samples)
+        if dataset is None or task is None:
+            raise ValueError("FoundationX: data samples need metainfo 'dataset' and 'task' "
+                             '(set by CXRDataset and PackCXRInputs) for loss and '
+                             "predict(heads='task'); predict(heads='all') works without them")
+        check_task(task)
+        if dataset not in self.task_datasets[task]:
+            raise ValueError(f'FoundationX has no {task} head for dataset {dataset!r}; '
+                             f'{task} datasets: {self.task_datasets[task]}')
+        return dataset, task
+
+    def loss(self, inputs: Tensor, data_samples: List[CXRDataSample]) -> Dict[str, Tensor]:
+        """Losses of the batch's (dataset, task) pair.
+
+        Args:
+            inputs (Tensor): Normalised images, shape (B, 3, H, W).
+            data_samples (list[CXRDataSample]): One pair's samples with the gt of its task.
+
+        Returns:
+            dict[str, Tensor]: Losses keyed ``'<dataset>.<task>.<loss name>'``.
+        """
+        dataset, task = self._pair_of(data_samples)
+        feats = self.extract_feat(inputs)
+        if task == 'cls':
+            losses = self.cls_head.loss(self.pooled_features(feats), data_samples, dataset)
+        elif task == 'loc':
+            losses = self.loc_head.loss(feats, data_samples, dataset)
+        else:
+            losses = self.seg_head.loss(self.seg_features(feats), data_samples, dataset)
+        prefix = pair_name(dataset, task)
+        return {f'{prefix}.{name}': value for name, value in losses.items()}
+
+    def predict(self,
+                inputs: Tensor,
+                data_samples: List[CXRDataSample],
+                heads: str = 'task') -> List[CXRDataSample]:
+        """Predict with the batch pair's head (``heads='task'``) or with every head
+        (``heads='all'``), on one backbone pass; see the class docstring for the fields.
+
+        Args:
+            inputs (Tensor): Normalised images, shape (B, 3, H, W).
+            data_samples (list[CXRDataSample]): Samples with metainfo ``img_shape``,
+                ``ori_shape``, ``scale_factor`` and ``batch_input_shape``; ``dataset`` and
+                ``task`` too for ``heads='task'``.
+            heads (str): ``'task'`` or ``'all'``. Defaults to ``'task'``.
+
+        Returns:
+            list[CXRDataSample]: ``data_samples`` with the predictions written in.
+        """
+        if heads not in PREDICT_HEADS:
+            raise ValueError(f'FoundationX.predict: heads must be one of {PREDICT_HEADS}, '
+                             f'got {heads!r}')
+        if heads == 'task':
+            dataset, task = self._pair_of(data_samples)
+            feats = self.extract_feat(inputs)
+            results = self._predict_task(feats, data_samples, task, [dataset])[dataset]
+            for sample, result in zip(data_samples, results):
+                if task == 'cls':
+                    result = LabelData(score=result)
+                setattr(sample, PRED_FIELDS[task], result)
+            return data_samples
+        feats = self.extract_feat(inputs)
+        all_preds = [{} for _ in data_samples]
+        for task in TASKS:
+            per_dataset = self._predict_task(feats, data_samples, task, self.task_datasets[task])
+            for dataset, results in per_dataset.items():
+                for preds, result in zip(all_preds, results):
+                    preds.setdefault(dataset, {})[task] = result
+        for sample, preds in zip(data_samples, all_preds):
+            sample.set_field(preds, 'all_preds')
+        return data_samples
+
+    def _predict_task(self, feats: Tuple[Tensor, ...], data_samples: List[CXRDataSample],
+                      task: str, datasets: List[str]) -> Dict[str, list]:
+        """Per-image results of ``task`` for each of ``datasets``; the task's shared
+        features (pooling, UperNet) are computed once.
+
+        Returns:
+            dict[str, list]: Dataset -> B results: Tensor (C,) scores (cls), InstanceData
+            (loc) or PixelData (seg).
+        """
+        if not datasets:
+            return {}
+        if task == 'cls':
+            pooled = self.pooled_features(feats)
+            return {name: list(self.cls_head.predict(pooled, name)) for name in datasets}
+        if task == 'loc':
+            return {name: self.loc_head.predict(feats, data_samples, name, rescale=True)
+                    for name in datasets}
+        seg_feats = self.seg_features(feats)
+        return {name: self.seg_head.predict(seg_feats, data_samples, name)
+                for name in datasets}
+
+    def _forward(self, inputs: Tensor,
+                 data_samples: Optional[List[CXRDataSample]] = None) -> Dict[str, Tensor]:
+        """Raw logits of every cls and seg head on one backbone pass (``mode='tensor'``, e.g.
+        for FLOPs counting). The DINO path needs data samples and is left out.
+
+        Args:
+            inputs (Tensor): Normalised images, shape (B, 3, H, W).
+            data_samples: Unused.
+
+        Returns:
+            dict[str, Tensor]: ``'<dataset>.cls'`` -> (B, C) logits and ``'<dataset>.seg'`` ->
+            (B, K, H, W) logits.
+        """
+        feats = self.extract_feat(inputs)
+        outs = {}
+        if self.with_cls:
+            pooled = self.pooled_features(feats)
+            for name in self.task_datasets['cls']:
+                outs[pair_name(name, 'cls')] = self.cls_head(pooled, name)
+        if self.with_seg:
+            seg_feats = self.seg_features(feats)
+            for name in self.task_datasets['seg']:
+                outs[pair_name(name, 'seg')] = self.seg_head(seg_feats, name, inputs.shape[-2:])
+        return outs
+
+    def forward(self,
+                inputs: Tensor,
+                data_samples: Optional[List[CXRDataSample]] = None,
+                mode: str = 'tensor',
+                **kwargs) -> Union[Dict[str, Tensor], List[CXRDataSample]]:
+        """The mmengine entry point: ``mode`` is ``'loss'``, ``'predict'`` (``kwargs`` go to
+        :meth:`predict`, e.g. ``heads='all'``) or ``'tensor'``."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples, **kwargs)
+        if mode == 'tensor':
+            return self._forward(inputs, data_samples)
+        raise ValueError(f"FoundationX: invalid mode {mode!r}; use 'loss', 'predict' or "
+                         "'tensor'")

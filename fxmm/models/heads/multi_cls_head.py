@@ -1,0 +1,106 @@
+"""One multi-label linear classifier per dataset on the pooled backbone feature."""
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from fxmm.registry import MODELS
+from fxmm.structures.cxr_data_sample import CXRDataSample
+
+
+@MODELS.register_module()
+class MultiDatasetClsHead(BaseModule):
+    """Per-dataset linear heads (Foundation X, Ark) on pooled features.
+
+    ``x (B, in_channels) -> [projector: Linear(in_channels, projector_dims)] ->
+    Linear(., dataset_classes[dataset]) -> logits (B, C)``. The optional projector is shared by all
+    datasets (Ark's 1024 -> 1376 projector); Foundation X uses none. Only the batch's dataset
+    head runs, so the other heads get no gradient.
+
+    Args:
+        in_channels (int): Channels of the pooled feature (1024 for Swin-B).
+        dataset_classes (dict[str, int]): Dataset name -> number of classes (one head each).
+            ``FoundationX`` fills it from its ``datasets`` argument.
+        projector_dims (int, optional): Output size of the shared projector; None for no
+            projector. Defaults to None.
+        loss_cls (dict): Config of the multi-label loss, called as
+            ``loss(logits (B, C), target (B, C))``. Defaults to
+            ``dict(type='MaskedBCEWithLogitsLoss')`` (nan / -1 targets are ignored).
+        init_cfg (dict, optional): Initialisation config. Defaults to None.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 dataset_classes: Dict[str, int],
+                 projector_dims: Optional[int] = None,
+                 loss_cls: dict = dict(type='MaskedBCEWithLogitsLoss'),
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg)
+        if not dataset_classes:
+            raise ValueError('MultiDatasetClsHead: dataset_classes is empty; give '
+                             '{dataset name: number of classes}')
+        self.in_channels = in_channels
+        self.dataset_classes = dict(dataset_classes)
+        self.projector = (nn.Linear(in_channels, projector_dims)
+                          if projector_dims is not None else None)
+        head_in = projector_dims if projector_dims is not None else in_channels
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(head_in, n) for name, n in self.dataset_classes.items()})
+        self.loss_cls = MODELS.build(loss_cls)
+
+    def project(self, x: Tensor) -> Tensor:
+        """Apply the shared projector, if any (the feature Ark's consistency loss compares).
+
+        Args:
+            x (Tensor): Pooled features, shape (B, in_channels).
+
+        Returns:
+            Tensor: Shape (B, projector_dims), or ``x`` itself without a projector.
+        """
+        return x if self.projector is None else self.projector(x)
+
+    def forward(self, x: Tensor, dataset: str) -> Tensor:
+        """Logits of ``dataset``'s classes.
+
+        Args:
+            x (Tensor): Pooled features, shape (B, in_channels).
+            dataset (str): Name of the dataset whose head runs.
+
+        Returns:
+            Tensor: Logits, shape (B, dataset_classes[dataset]).
+        """
+        return self.heads[dataset](self.project(x))
+
+    def loss(self, x: Tensor, data_samples: List[CXRDataSample], dataset: str) -> dict:
+        """Multi-label loss of ``dataset``'s head against ``gt_cls.label``.
+
+        Args:
+            x (Tensor): Pooled features, shape (B, in_channels).
+            data_samples (list[CXRDataSample]): B samples with ``gt_cls.label`` (C,)
+                holding 1 / 0 / soft values, -1 (uncertain) or nan (missing).
+            dataset (str): Name of the batch's dataset.
+
+        Returns:
+            dict[str, Tensor]: ``{'loss_cls': scalar}``.
+        """
+        logits = self(x, dataset)
+        target = torch.stack([sample.gt_cls.label for sample in data_samples]).to(logits)
+        if target.shape != logits.shape:
+            raise ValueError(f'dataset {dataset!r}: gt_cls.label has {target.shape[-1]} '
+                             f'entries per image, its cls head {logits.shape[-1]} classes '
+                             f'(check cls_classes of {dataset!r})')
+        return dict(loss_cls=self.loss_cls(logits, target))
+
+    def predict(self, x: Tensor, dataset: str) -> Tensor:
+        """Sigmoid scores of ``dataset``'s classes.
+
+        Args:
+            x (Tensor): Pooled features, shape (B, in_channels).
+            dataset (str): Name of the dataset whose head runs.
+
+        Returns:
+            Tensor: Probabilities, shape (B, dataset_classes[dataset]).
+        """
+        return self(x, dataset).sigmoid()

@@ -1,0 +1,4 @@
+"""Shared necks."""
+from .shared_upernet import SharedUperNet
+
+__all__ = ['SharedUperNet']
