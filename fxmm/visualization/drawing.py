@@ -55,15 +55,17 @@ def draw_cxr(img: np.ndarray,
     scale = max(h, w) / 512.
     font, thick = 0.4 * max(scale, 0.5), max(1, int(round(scale)))
     if masks is not None and len(masks):
+        masks = np.asarray(masks, dtype=bool)
         overlay = canvas.astype(np.float32)
-        for k, mask in enumerate(np.asarray(masks, dtype=bool)):
+        for k, mask in enumerate(masks):  # blend every mask first ...
             colour = PALETTE[k % len(PALETTE)].astype(np.float32)
             overlay[mask] = (1 - alpha) * overlay[mask] + alpha * colour
-            if k < len(seg_classes) and mask.any():
-                ys, xs = np.nonzero(mask)
-                _put_text(overlay, seg_classes[k], (int(xs.mean()), int(ys.mean())),
-                          colour, font, thick)
         canvas = overlay.clip(0, 255).astype(np.uint8)
+        for k, mask in enumerate(masks[:len(seg_classes)]):  # ... then label (uint8 canvas)
+            if mask.any():
+                ys, xs = np.nonzero(mask)
+                _put_text(canvas, seg_classes[k], (int(xs.mean()), int(ys.mean())),
+                          PALETTE[k % len(PALETTE)], font, thick)
     if boxes is not None:
         for i, box in enumerate(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)):
             label = int(box_labels[i]) if box_labels is not None else 0

@@ -1,4 +1,5 @@
 """Registered hooks."""
 from .results_table_hook import ResultsTableHook
+from .visualization_hook import CXRVisualizationHook
 
-__all__ = ['ResultsTableHook']
+__all__ = ['ResultsTableHook', 'CXRVisualizationHook']
