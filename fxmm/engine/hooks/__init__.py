@@ -1,5 +1,6 @@
 """Registered hooks."""
+from .lock_release_hook import LockReleaseHook
 from .results_table_hook import ResultsTableHook
 from .visualization_hook import CXRVisualizationHook
 
-__all__ = ['ResultsTableHook', 'CXRVisualizationHook']
+__all__ = ['LockReleaseHook', 'ResultsTableHook', 'CXRVisualizationHook']

@@ -4,6 +4,7 @@ Foundation X (Islam et al., WACV 2025, https://arxiv.org/abs/2503.09860): on a v
 (dataset, task) pair whose task is locked, the task's head first adapts to the shared
 features ("lock") before it may change them ("release").
 """
+import logging
 import math
 from fractions import Fraction
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -15,7 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fxmm.registry import HOOKS
-from fxmm.structures.cxr_data_sample import TASKS, check_task
+from fxmm.structures.cxr_data_sample import check_task
 
 MODES = ('fraction', 'extra_pass')
 # the shared modules of each task path of FoundationX (SharedDINO: input projection ``neck``,
@@ -51,7 +52,8 @@ class LockReleaseHook(Hook):
     ``lock_modules[task]`` get ``requires_grad_(False)`` (lock) or ``requires_grad_(True)``
     (release), and the runner's logger says ``'lock <pair> at iter N (visit k)'`` /
     ``'release <pair> at iter N (visit k)'`` (``N`` = ``runner.iter``, the 0-based iteration
-    about to run). At the end of training (``after_train``) everything is released.
+    about to run). At the end of training (``after_train``) everything is released. In the
+    sampler's ``'mixed'`` mode, where visits interleave, each iteration follows its own visit.
 
     The traps it handles:
 
@@ -131,7 +133,7 @@ class LockReleaseHook(Hook):
             lock_modules = FOUNDATION_X_LOCK_MODULES
         self.lock_modules = self._check_lock_modules(lock_modules, self.lock_tasks)
         self.mode = mode
-        # exact rational, so that e.g. 0.7 * 10 locks 7 iterations, not 7.000000000000001
+        # exact rational: 0.29 * 100 locks 29 iterations (in floats it is 28.999999999999996)
         self.lock_fraction = Fraction(lock_fraction).limit_denominator(10**6)
         # task -> parameters it locks (those trainable at before_train), set in before_train
         self._params: Dict[str, List[nn.Parameter]] = {}
@@ -204,7 +206,7 @@ class LockReleaseHook(Hook):
             if not trainable:
                 print_log(f'LockReleaseHook: lock_modules[{task!r}] prefix {prefix!r} has no '
                           'trainable parameter; nothing to lock there', logger='current',
-                          level='WARNING')
+                          level=logging.WARNING)
             params.extend(p for p in trainable if id(p) not in seen)
             seen.update(id(p) for p in trainable)
         return params
@@ -259,7 +261,7 @@ class LockReleaseHook(Hook):
         if never:
             print_log(f'LockReleaseHook: the visits of {never} are too short to lock any '
                       f'iteration (lock_fraction={float(self.lock_fraction)})',
-                      logger='current', level='WARNING')
+                      logger='current', level=logging.WARNING)
 
     def _warn_frozen_stages(self, model: nn.Module) -> None:
         """Warn about modules under a lock prefix that freeze stages themselves."""
@@ -271,7 +273,7 @@ class LockReleaseHook(Hook):
                 print_log(f'LockReleaseHook: {name} ({type(module).__name__}) has '
                           f'frozen_stages={frozen_stages}; those stages stay frozen through '
                           'every release. Set frozen_stages=-1 to let Lock-Release control '
-                          'the freezing.', logger='current', level='WARNING')
+                          'the freezing.', logger='current', level=logging.WARNING)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         """Lock or release when the state of this iteration differs from the last one, and
@@ -303,8 +305,6 @@ class LockReleaseHook(Hook):
             param.requires_grad_(trainable)
 
     def after_train(self, runner) -> None:
-        """Leave every managed parameter trainable."""
+        """Release a lock still in force, leaving every managed parameter trainable."""
         if self._locked is not None:
             self._release(runner, ', the end of training')
-        for params in self._params.values():
-            self._set_trainable(params, True)
