@@ -1,0 +1,12 @@
+# Foundation X optimisation (method.md): AdamW, weight decay 1e-4, lr 1e-4 with the backbone at
+# 1e-5, linear warm-up then cosine to 0. Leaf configs set `max_iters`/`warmup_iters`.
+base_lr = 1e-4
+backbone_lr_mult = 0.1  # backbone lr = 1e-5
+weight_decay = 1e-4
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=base_lr, weight_decay=weight_decay),
+    clip_grad=dict(max_norm=0.1, norm_type=2),
+    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=backbone_lr_mult)}),
+)

@@ -1,0 +1,78 @@
+# Foundation X on the built-in synthetic phantoms: the same modules as configs/foundation_x.py
+# at tiny sizes, so that it trains, evaluates and writes the results table on a laptop CPU.
+#   python data_converters/synthetic.py --out data/phantoms --seed 0
+#   python tools/train.py configs/foundation_x_demo.py
+_base_ = [
+    '_base_/default_runtime.py',
+    '_base_/schedules/adamw_cosine.py',
+    '_base_/datasets/phantoms.py',
+]
+
+# ========================= Frequently modified parameters =========================
+max_visits = 64        # 8 cycles over the 8 (dataset, task) pairs; one pass per visit
+val_interval = 96      # iterations between evaluations (~2 cycles)
+warmup_iters = 40      # linear warm-up, then cosine to 0 (FX: 20 visits of 3000)
+base_lr = 1e-3         # demo: 10x the paper's 1e-4 (tiny model, few iterations)
+
+# ========================= Possibly modified parameters ===========================
+embed_dims = 48        # Swin width (Swin-B: 128)
+num_queries = 30       # DINO queries (paper: 900)
+seg_channels = 32      # shared UperNet width (paper: 128)
+# the class lists of every phantom dataset (data_converters/synthetic.py writes them)
+datasets = dict(
+    phantom_cls=dict(cls_classes=['nodule', 'mass', 'consolidation', 'effusion',
+                                  'pneumothorax']),
+    phantom_loc=dict(cls_classes=['nodule', 'mass'], det_classes=['nodule', 'mass']),
+    phantom_seg=dict(cls_classes=['cardiomegaly'],
+                     seg_classes=['right_lung', 'left_lung', 'heart']),
+    phantom_ptx=dict(cls_classes=['pneumothorax'], det_classes=['pneumothorax'],
+                     seg_classes=['pneumothorax']),
+)
+
+# ========================= Unmodified in most cases ===============================
+stage_channels = [embed_dims * 2**i for i in range(4)]
+model = dict(
+    type='FoundationX',
+    datasets=datasets,
+    data_preprocessor=dict(type='CXRDataPreprocessor', pad_size_divisor=32),
+    backbone=dict(
+        type='mmpretrain.SwinTransformer',
+        arch=dict(embed_dims=embed_dims, depths=[2, 2, 2, 2], num_heads=[2, 4, 8, 16]),
+        img_size={{_base_.img_size}},
+        window_size=4,
+        pad_small_map=True,
+        drop_path_rate=0.1,
+        out_indices=(0, 1, 2, 3)),
+    cls_head=dict(type='MultiDatasetClsHead', in_channels=stage_channels[-1]),
+    loc_head=dict(
+        type='SharedDINO',
+        in_channels=stage_channels[1:],
+        num_queries=num_queries,
+        encoder=dict(num_layers=2, layer_cfg=dict(
+            self_attn_cfg=dict(dropout=0.0),
+            ffn_cfg=dict(feedforward_channels=512, ffn_drop=0.0))),
+        decoder=dict(num_layers=2, return_intermediate=True, post_norm_cfg=None, layer_cfg=dict(
+            self_attn_cfg=dict(num_heads=8, dropout=0.0),
+            cross_attn_cfg=dict(dropout=0.0),
+            ffn_cfg=dict(feedforward_channels=512, ffn_drop=0.0))),
+        dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
+                    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=10)),
+        test_cfg=dict(max_per_img=num_queries)),
+    seg_neck=dict(type='SharedUperNet', in_channels=stage_channels, channels=seg_channels),
+    seg_head=dict(type='MultiDatasetSegHead', in_channels=seg_channels),
+)
+
+optim_wrapper = dict(optimizer=dict(lr=base_lr), clip_grad=dict(max_norm=1.0))
+train_cfg = dict(type='CyclicTrainLoop', max_visits=max_visits, val_interval=val_interval)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
+    # `end` defaults to the loop's max_iters (max_visits converted to iterations)
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup_iters, eta_min=0.),
+]
+default_hooks = dict(
+    logger=dict(interval=8),
+    checkpoint=dict(interval=val_interval, save_best='score', rule='greater',
+                    max_keep_ckpts=2))
+randomness = dict(seed=0)

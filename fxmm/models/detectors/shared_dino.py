@@ -1,0 +1,377 @@
+"""Foundation X localisation: one DINO encoder shared by all datasets, one decoder per dataset."""
+import copy
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+import torch
+from mmcv.cnn.bricks.transformer import MultiScaleDeformableAttention
+from mmdet.models.detectors import DeformableDETR
+from mmdet.models.layers import DeformableDetrTransformerEncoder, SinePositionalEncoding
+from mmdet.structures import SampleList
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmengine.model import BaseModule, ModuleDict
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from fxmm.registry import MODELS
+from .dino_decoder_branch import DINODecoderBranch
+
+# DINO-4scale (mmdet configs/dino/dino-4scale_r50_8xb2-12e_coco.py), the FX paper's setting.
+# ``embed_dims``/``num_levels`` of the attention configs are filled in from the detector.
+DINO_ENCODER = dict(
+    num_layers=6,
+    layer_cfg=dict(
+        self_attn_cfg=dict(dropout=0.0),
+        ffn_cfg=dict(feedforward_channels=2048, ffn_drop=0.0)))
+DINO_DECODER = dict(
+    num_layers=6,
+    return_intermediate=True,
+    layer_cfg=dict(
+        self_attn_cfg=dict(num_heads=8, dropout=0.0),
+        cross_attn_cfg=dict(dropout=0.0),
+        ffn_cfg=dict(feedforward_channels=2048, ffn_drop=0.0)),
+    post_norm_cfg=None)
+DINO_POSITIONAL_ENCODING = dict(num_feats=128, normalize=True, offset=0.0, temperature=20)
+DINO_DN_CFG = dict(
+    label_noise_scale=0.5,
+    box_noise_scale=1.0,
+    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100))
+DINO_HEAD = dict(
+    type='mmdet.DINOHead',
+    sync_cls_avg_factor=True,
+    loss_cls=dict(
+        type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
+    loss_bbox=dict(type='mmdet.L1Loss', loss_weight=5.0),
+    loss_iou=dict(type='mmdet.GIoULoss', loss_weight=2.0))
+# Matching costs equal to the loss weights (FX method: focal 1, L1 5, GIoU 2); mmdet's
+# DINO config weighs the focal cost 2.0.
+DINO_TRAIN_CFG = dict(
+    assigner=dict(
+        type='mmdet.HungarianAssigner',
+        match_costs=[
+            dict(type='mmdet.FocalLossCost', weight=1.0),
+            dict(type='mmdet.BBoxL1Cost', weight=5.0, box_format='xywh'),
+            dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
+        ]))
+DINO_TEST_CFG = dict(max_per_img=100)
+
+
+def _fill_attn_cfg(cfg: dict, where: str, **values) -> None:
+    """Set ``values`` in an attention/ffn config, refusing a conflicting user value."""
+    for key, value in values.items():
+        if cfg.setdefault(key, value) != value:
+            raise ValueError(f'{where}.{key} is {cfg[key]}, but the detector needs {value}')
+
+
+@MODELS.register_module()
+class SharedDINO(BaseModule):
+    """DINO for many datasets: shared input projection and encoder, per-dataset decoders.
+
+    Foundation X (Islam et al., WACV 2025, https://arxiv.org/abs/2503.09860) localises with
+    DINO (Zhang et al., https://arxiv.org/abs/2203.03605) built from mmdet's parts:
+
+    - shared, one copy: the input projection ``neck`` (``mmdet.ChannelMapper``: 1x1 conv +
+      GroupNorm(32) per selected backbone stage, plus a stride-2 3x3 conv on the last one for
+      the extra level), the sine positional encoding, ``level_embed`` and the deformable
+      ``encoder``;
+    - per dataset, ``branches[dataset]`` (:class:`DINODecoderBranch`): memory projection and
+      two-stage query selection, ``query_embedding``, contrastive de-noising query generator,
+      decoder and ``mmdet.DINOHead`` with the dataset's classes.
+
+    The forward code is mmdet's (``DeformableDETR.pre_transformer``/``forward_encoder`` on
+    this module, ``DINO.pre_decoder``/``forward_decoder`` on the branch); only the composition
+    is written here. Shared parameters are owned once (they are not registered inside the
+    branches), so the state dict has no duplicated tensors; :meth:`shared_parameters` lists
+    them for Lock-Release. The memory projection is per dataset (see
+    :class:`DINODecoderBranch`): it only feeds that dataset's two-stage scoring, and it keeps
+    training while the shared encoder is locked.
+
+    Every trainable parameter of the shared part and of the trained dataset's branch gets a
+    gradient from :meth:`loss` on a batch with boxes (unlike the authors' code, where ~5.5M
+    head parameters never did); other branches get none. The student of a student-teacher
+    pair can take its losses and query states from one pass with :meth:`loss_and_query_states`.
+
+    Args:
+        dataset_classes (dict[str, int]): dataset name -> number of box classes; one branch
+            each.
+        in_channels (Sequence[int]): channels of the backbone stages picked by ``in_indices``.
+        in_indices (Sequence[int]): which backbone outputs feed the detector (stages 2-4 of
+            a 4-stage backbone: strides 8, 16, 32).
+        embed_dims (int): transformer width; DINO's positional encoding needs 256
+            (``2 * positional_encoding.num_feats``).
+        num_feature_levels (int): levels seen by the deformable attention; levels beyond
+            ``len(in_indices)`` come from extra stride-2 convs (4 = DINO-4scale).
+        num_queries (int): matching queries per image (900 in DINO). Must not exceed the
+            number of encoder tokens, sum over levels of H_l * W_l.
+        with_box_refine (bool): must be True (DINO).
+        as_two_stage (bool): must be True (DINO).
+        encoder (dict): ``DeformableDetrTransformerEncoder`` config.
+        decoder (dict): ``DinoTransformerDecoder`` config, shared by every branch's copy.
+        positional_encoding (dict): ``SinePositionalEncoding`` config.
+        dn_cfg (dict): ``CdnQueryGenerator`` config (de-noising queries, training only).
+        bbox_head (dict): ``mmdet.DINOHead`` config without ``num_classes``.
+        train_cfg (dict): head training config (Hungarian assigner with its match costs).
+        test_cfg (dict): head test config; ``max_per_img`` boxes per image.
+        init_cfg (dict, optional): initialisation config. Defaults to None.
+    """
+
+    # mmdet's Deformable DETR code for the encoder side, run on this module's attributes
+    # (``positional_encoding``, ``level_embed``, ``encoder``).
+    pre_transformer = DeformableDETR.pre_transformer
+    forward_encoder = DeformableDETR.forward_encoder
+    get_valid_ratio = staticmethod(DeformableDETR.get_valid_ratio)
+
+    def __init__(self,
+                 dataset_classes: Dict[str, int],
+                 in_channels: Sequence[int] = (256, 512, 1024),
+                 in_indices: Sequence[int] = (1, 2, 3),
+                 embed_dims: int = 256,
+                 num_feature_levels: int = 4,
+                 num_queries: int = 900,
+                 with_box_refine: bool = True,
+                 as_two_stage: bool = True,
+                 encoder: ConfigType = DINO_ENCODER,
+                 decoder: ConfigType = DINO_DECODER,
+                 positional_encoding: ConfigType = DINO_POSITIONAL_ENCODING,
+                 dn_cfg: ConfigType = DINO_DN_CFG,
+                 bbox_head: ConfigType = DINO_HEAD,
+                 train_cfg: ConfigType = DINO_TRAIN_CFG,
+                 test_cfg: OptConfigType = DINO_TEST_CFG,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not (with_box_refine and as_two_stage):
+            raise ValueError('DINO needs with_box_refine=True and as_two_stage=True, got '
+                             f'{with_box_refine} and {as_two_stage}')
+        if not dataset_classes:
+            raise ValueError('dataset_classes is empty: give {dataset name: num box classes}')
+        if len(in_channels) != len(in_indices):
+            raise ValueError(f'in_channels {tuple(in_channels)} and in_indices '
+                             f'{tuple(in_indices)} must have the same length')
+        if num_feature_levels < len(in_indices):
+            raise ValueError(f'num_feature_levels ({num_feature_levels}) must be >= the number '
+                             f'of backbone stages used ({len(in_indices)})')
+        max_per_img = (test_cfg or {}).get('max_per_img', num_queries)
+        for name, num_classes in dataset_classes.items():
+            if max_per_img > num_queries * num_classes:
+                raise ValueError(f'test_cfg.max_per_img ({max_per_img}) exceeds num_queries * '
+                                 f'num_classes ({num_queries} * {num_classes}) of dataset '
+                                 f'{name!r}')
+        self.dataset_names: List[str] = list(dataset_classes)
+        self.in_channels = tuple(in_channels)
+        self.in_indices = tuple(in_indices)
+        self.embed_dims = embed_dims
+        self.num_feature_levels = num_feature_levels
+        self.num_queries = num_queries
+
+        self.neck = MODELS.build(
+            dict(type='mmdet.ChannelMapper', in_channels=list(in_channels), kernel_size=1,
+                 out_channels=embed_dims, act_cfg=None,
+                 norm_cfg=dict(type='GN', num_groups=32), num_outs=num_feature_levels))
+        self.positional_encoding = SinePositionalEncoding(**positional_encoding)
+        if 2 * self.positional_encoding.num_feats != embed_dims:
+            raise ValueError(f'embed_dims ({embed_dims}) must be 2 * positional_encoding.'
+                             f'num_feats ({self.positional_encoding.num_feats})')
+        self.encoder = DeformableDetrTransformerEncoder(**self._encoder_cfg(encoder))
+        self.level_embed = nn.Parameter(torch.empty(num_feature_levels, embed_dims))
+
+        decoder = self._decoder_cfg(decoder)
+        self.branches = ModuleDict({
+            name: DINODecoderBranch(
+                num_classes=num_classes, embed_dims=embed_dims, num_queries=num_queries,
+                decoder=decoder, dn_cfg=dn_cfg, bbox_head=bbox_head, train_cfg=train_cfg,
+                test_cfg=test_cfg)
+            for name, num_classes in dataset_classes.items()
+        })
+
+    def _encoder_cfg(self, encoder: ConfigType) -> dict:
+        """The encoder config with the detector's width and number of levels filled in."""
+        encoder = copy.deepcopy(encoder)
+        layer = encoder.setdefault('layer_cfg', {})
+        _fill_attn_cfg(layer.setdefault('self_attn_cfg', {}), 'encoder.layer_cfg.self_attn_cfg',
+                       embed_dims=self.embed_dims, num_levels=self.num_feature_levels)
+        _fill_attn_cfg(layer.setdefault('ffn_cfg', {}), 'encoder.layer_cfg.ffn_cfg',
+                       embed_dims=self.embed_dims)
+        return encoder
+
+    def _decoder_cfg(self, decoder: ConfigType) -> dict:
+        """The decoder config with the detector's width and number of levels filled in."""
+        decoder = copy.deepcopy(decoder)
+        if not decoder.setdefault('return_intermediate', True):
+            raise ValueError('decoder.return_intermediate must be True: the DINO head '
+                             'predicts from every decoder layer')
+        if decoder.setdefault('post_norm_cfg', None) is not None:
+            raise ValueError('decoder.post_norm_cfg must be None: DinoTransformerDecoder '
+                             'normalises with its own `norm`')
+        layer = decoder.setdefault('layer_cfg', {})
+        where = 'decoder.layer_cfg'
+        _fill_attn_cfg(layer.setdefault('self_attn_cfg', {}), f'{where}.self_attn_cfg',
+                       embed_dims=self.embed_dims)
+        _fill_attn_cfg(layer.setdefault('cross_attn_cfg', {}), f'{where}.cross_attn_cfg',
+                       embed_dims=self.embed_dims, num_levels=self.num_feature_levels)
+        _fill_attn_cfg(layer.setdefault('ffn_cfg', {}), f'{where}.ffn_cfg',
+                       embed_dims=self.embed_dims)
+        return decoder
+
+    def init_weights(self) -> None:
+        """Initialise as mmdet's ``DINO.init_weights``: children first (neck, branches with
+        their heads), then Xavier for the encoder's matrices, the deformable attentions'
+        sampling grid, and a normal ``level_embed``."""
+        super().init_weights()
+        for p in self.encoder.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        for m in self.encoder.modules():
+            if isinstance(m, MultiScaleDeformableAttention):
+                m.init_weights()
+        nn.init.normal_(self.level_embed)
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters used by every dataset (neck, level embedding, encoder)."""
+        for name, p in self.named_parameters():
+            if not name.startswith('branches.'):
+                yield p
+
+    def branch(self, dataset: str) -> DINODecoderBranch:
+        """The per-dataset modules of ``dataset``; a KeyError names the known datasets."""
+        if dataset not in self.branches:
+            raise KeyError(f'SharedDINO has no branch for dataset {dataset!r}; it was built '
+                           f'for {self.dataset_names}')
+        return self.branches[dataset]
+
+    def _check_inputs(self, feats: Sequence[Tensor], batch_data_samples: SampleList) -> None:
+        """Raise a clear error for feature maps or metainfo the detector cannot use."""
+        if len(feats) <= max(self.in_indices):
+            raise ValueError(f'SharedDINO takes backbone outputs {self.in_indices} but got '
+                             f'{len(feats)} feature maps')
+        for i, c in zip(self.in_indices, self.in_channels):
+            if feats[i].dim() != 4 or feats[i].shape[1] != c:
+                raise ValueError(f'feats[{i}] must have shape (B, {c}, H, W), got '
+                                 f'{tuple(feats[i].shape)}')
+        if len(batch_data_samples) != feats[0].shape[0]:
+            raise ValueError(f'{len(batch_data_samples)} data samples for a batch of '
+                             f'{feats[0].shape[0]} feature maps')
+        for key in ('batch_input_shape', 'img_shape'):
+            if key not in batch_data_samples[0].metainfo:
+                raise KeyError(f'data sample metainfo lacks {key!r}; the data preprocessor '
+                               'must set it, as mmdet.DetDataPreprocessor does')
+
+    def forward_transformer(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
+                            dataset: str) -> dict:
+        """Shared projection and encoder, then the branch of ``dataset`` (mmdet's DINO
+        ``pre_transformer -> forward_encoder -> pre_decoder -> forward_decoder``).
+
+        Args:
+            feats (Sequence[Tensor]): backbone outputs, ``feats[i]`` of shape
+                (B, C_i, H_i, W_i); those at ``in_indices`` are used.
+            batch_data_samples (list[DetDataSample]): metainfo ``img_shape`` and
+                ``batch_input_shape``; in training also ``gt_instances`` (``bboxes`` (N, 4)
+                xyxy pixels of the input, ``labels`` (N,)) for the de-noising queries.
+            dataset (str): which branch to run.
+
+        Returns:
+            dict: the DINO head inputs: ``hidden_states`` (num_layers, B, Q_total, C),
+            ``references`` (list of num_layers + 1 tensors (B, Q_total, 4), normalised
+            cxcywh); in training also ``enc_outputs_class`` (B, num_queries, num_classes),
+            ``enc_outputs_coord`` (B, num_queries, 4) and ``dn_meta``. Q_total is
+            ``num_queries`` plus, in training, the de-noising queries placed before them.
+        """
+        branch = self.branch(dataset)
+        self._check_inputs(feats, batch_data_samples)
+        mlvl_feats = self.neck(tuple(feats[i] for i in self.in_indices))
+        num_tokens = sum(f.shape[-2] * f.shape[-1] for f in mlvl_feats)
+        if num_tokens < self.num_queries:
+            raise ValueError(f'num_queries ({self.num_queries}) exceeds the {num_tokens} encoder '
+                             f'tokens of {[tuple(f.shape[-2:]) for f in mlvl_feats]} feature '
+                             'maps: use larger images or fewer queries')
+        encoder_inputs, decoder_inputs = self.pre_transformer(mlvl_feats, batch_data_samples)
+        encoder_outputs = self.forward_encoder(**encoder_inputs)
+        query_inputs, head_inputs = branch.pre_decoder(
+            **encoder_outputs, batch_data_samples=batch_data_samples)
+        decoder_inputs.update(query_inputs)
+        head_inputs.update(branch.forward_decoder(**decoder_inputs))
+        return head_inputs
+
+    def _matching_part(self, head_inputs: dict) -> Tuple[Tensor, List[Tensor]]:
+        """Drop the de-noising queries (training only) from the decoder outputs.
+
+        Returns:
+            tuple: ``hidden_states`` (num_layers, B, num_queries, C) and ``references``
+            (num_layers + 1 tensors (B, num_queries, 4)) of the matching queries.
+        """
+        dn_meta = head_inputs.get('dn_meta')
+        num_dn = dn_meta['num_denoising_queries'] if dn_meta else 0
+        hidden_states = head_inputs['hidden_states'][:, :, num_dn:]
+        references = [ref[:, num_dn:] for ref in head_inputs['references']]
+        return hidden_states, references
+
+    def loss_and_query_states(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
+                              dataset: str) -> Tuple[Dict[str, Tensor], Tensor]:
+        """:meth:`loss` and :meth:`query_states` from one forward pass (for the student).
+
+        Returns:
+            tuple: the loss dict of :meth:`loss` and the matching queries' hidden states
+            (num_layers, B, num_queries, embed_dims).
+        """
+        head_inputs = self.forward_transformer(feats, batch_data_samples, dataset)
+        losses = self.branch(dataset).bbox_head.loss(
+            **head_inputs, batch_data_samples=batch_data_samples)
+        return losses, self._matching_part(head_inputs)[0]
+
+    def loss(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
+             dataset: str) -> Dict[str, Tensor]:
+        """DINO losses of one single-dataset batch.
+
+        Args:
+            feats (Sequence[Tensor]): backbone outputs (B, C_i, H_i, W_i), strides 4/8/16/32.
+            batch_data_samples (list[DetDataSample]): with ``gt_instances`` (``bboxes``
+                (N, 4) xyxy in input pixels, ``labels`` (N,) into the dataset's classes; N may
+                be 0) and metainfo ``img_shape``, ``batch_input_shape``.
+            dataset (str): the dataset whose branch is trained.
+
+        Returns:
+            dict[str, Tensor]: mmdet DINOHead's keys, un-prefixed: ``loss_cls``,
+            ``loss_bbox``, ``loss_iou`` (last decoder layer), ``d{i}.loss_*`` (earlier layers),
+            ``enc_loss_*`` (two-stage proposals), ``dn_loss_*`` and ``d{i}.dn_loss_*``
+            (de-noising).
+        """
+        return self.loss_and_query_states(feats, batch_data_samples, dataset)[0]
+
+    def predict(self, feats: Sequence[Tensor], batch_data_samples: SampleList, dataset: str,
+                rescale: bool = True) -> List[InstanceData]:
+        """Boxes of one single-dataset batch (call in eval mode, as for any mmdet detector).
+
+        Args:
+            feats (Sequence[Tensor]): backbone outputs (B, C_i, H_i, W_i).
+            batch_data_samples (list[DetDataSample]): metainfo ``img_shape``,
+                ``batch_input_shape`` and, when ``rescale``, ``scale_factor`` (w, h).
+            dataset (str): which branch predicts.
+            rescale (bool): return boxes in the original image (divided by
+                ``scale_factor``) instead of the network input. Defaults to True.
+
+        Returns:
+            list[InstanceData]: per image ``bboxes`` (K, 4) xyxy, ``scores`` (K,), ``labels``
+            (K,), K = ``test_cfg.max_per_img``, sorted by score.
+        """
+        if rescale:
+            for i, sample in enumerate(batch_data_samples):
+                if sample.metainfo.get('scale_factor') is None:
+                    raise KeyError(f'data sample {i} has no metainfo scale_factor, needed to '
+                                   'rescale boxes to the original image (or pass rescale=False)')
+        head_inputs = self.forward_transformer(feats, batch_data_samples, dataset)
+        hidden_states, references = self._matching_part(head_inputs)
+        return self.branch(dataset).bbox_head.predict(
+            hidden_states, references, batch_data_samples=batch_data_samples, rescale=rescale)
+
+    def query_states(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
+                     dataset: str) -> Tensor:
+        """Decoder hidden states of the matching queries, for the student-teacher consistency.
+
+        In eval mode (the teacher) the result is deterministic. In training mode the
+        de-noising queries are built (they need ``gt_instances``) and dropped; the matching
+        queries cannot attend to them, so they do not change the result.
+
+        Returns:
+            Tensor: shape (num_layers, B, num_queries, embed_dims), after the decoder's
+            final LayerNorm, in the order of the two-stage query selection (by score).
+        """
+        head_inputs = self.forward_transformer(feats, batch_data_samples, dataset)
+        return self._matching_part(head_inputs)[0]
