@@ -91,4 +91,4 @@ VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS,
                        locations=['fxmm.visualization'])
 # manage logprocessor
 LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS,
-                          locations=['fxmm.visualization'])
+                          locations=['fxmm.engine'])

@@ -19,7 +19,7 @@ env_cfg = dict(
 )
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends, name='visualizer')
-log_processor = dict(type='LogProcessor', window_size=10, by_epoch=False)
+log_processor = dict(type='PairLogProcessor', window_size=10, by_epoch=False)
 log_level = 'INFO'
 load_from = None
 resume = False

@@ -1,0 +1,111 @@
+"""Validate both copies of a :class:`~fxmm.models.TeacherStudent` and say which is better."""
+import math
+from typing import Dict, List, Union
+
+from mmengine.evaluator import Evaluator
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import ValLoop
+from torch.utils.data import DataLoader
+
+from fxmm.registry import LOOPS
+
+SIDES = ('student', 'teacher')
+RULES = ('greater', 'less')
+
+
+@LOOPS.register_module()
+class TeacherStudentValLoop(ValLoop):
+    """mmengine's :class:`ValLoop` run twice, on the student and on the teacher.
+
+    The model's ``predict_on`` is switched to ``'student'``, then ``'teacher'`` (and restored
+    afterwards); every metric comes out twice, as ``'student/<key>'`` and
+    ``'teacher/<key>'``, so that ``CheckpointHook(save_best=['student/score',
+    'teacher/score'], rule='greater')`` keeps the best checkpoint of each. The loop logs
+    which copy is better on ``compare_key`` (Foundation X reports the better one).
+
+    As in mmdet's ``TeacherStudentValLoop``, the ``before_val_iter``/``after_val_iter`` hooks
+    run once per copy and batch.
+
+    Example:
+        >>> val_cfg = dict(type='TeacherStudentValLoop')
+        >>> default_hooks = dict(checkpoint=dict(
+        ...     type='CheckpointHook', by_epoch=False, interval=1000,
+        ...     save_best=['student/score', 'teacher/score'], rule='greater'))
+
+    Args:
+        runner (Runner): the runner.
+        dataloader (DataLoader | dict): the validation dataloader.
+        evaluator (Evaluator | dict | list): the evaluator.
+        fp16 (bool): validate with autocast. Defaults to False.
+        compare_key (str): the metric (unprefixed) that decides which copy is better
+            (``MultiTaskMetric``'s ``'score'``). Defaults to ``'score'``.
+        rule (str): ``'greater'`` or ``'less'``: which values of ``compare_key`` are
+            better. Defaults to ``'greater'``.
+    """
+
+    def __init__(self,
+                 runner,
+                 dataloader: Union[DataLoader, Dict],
+                 evaluator: Union[Evaluator, Dict, List],
+                 fp16: bool = False,
+                 compare_key: str = 'score',
+                 rule: str = 'greater') -> None:
+        if rule not in RULES:
+            raise ValueError(f'TeacherStudentValLoop: rule must be one of {RULES}, got '
+                             f'{rule!r}')
+        super().__init__(runner, dataloader, evaluator, fp16=fp16)
+        self.compare_key = compare_key
+        self.rule = rule
+
+    def run(self) -> dict:
+        """Validate the student and the teacher.
+
+        Returns:
+            dict: the metrics of both copies, keys ``'student/<key>'`` and
+            ``'teacher/<key>'``.
+        """
+        self.runner.call_hook('before_val')
+        self.runner.call_hook('before_val_epoch')
+        self.runner.model.eval()
+        model = self.runner.model
+        model = model.module if is_model_wrapper(model) else model
+        if not hasattr(model, 'predict_on'):
+            raise TypeError('TeacherStudentValLoop needs a model with a `predict_on` switch '
+                            f'(TeacherStudent), got {type(model).__name__}')
+        predict_on = model.predict_on
+        metrics = {}
+        try:
+            for side in SIDES:
+                model.predict_on = side
+                for idx, data_batch in enumerate(self.dataloader):
+                    self.run_iter(idx, data_batch)
+                side_metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+                metrics.update({f'{side}/{key}': value for key, value in side_metrics.items()})
+        finally:
+            model.predict_on = predict_on
+        self._log_better(metrics)
+        self.runner.call_hook('after_val_epoch', metrics=metrics)
+        self.runner.call_hook('after_val')
+        return metrics
+
+    def better(self, metrics: Dict[str, float]) -> Union[str, None]:
+        """The better copy on ``compare_key``: ``'student'``, ``'teacher'`` (ties go to the
+        teacher, the smoother model), or None when a value is missing or nan."""
+        values = [metrics.get(f'{side}/{self.compare_key}') for side in SIDES]
+        if any(v is None or math.isnan(float(v)) for v in values):
+            return None
+        student, teacher = (float(v) for v in values)
+        student_better = student > teacher if self.rule == 'greater' else student < teacher
+        return 'student' if student_better else 'teacher'
+
+    def _log_better(self, metrics: Dict[str, float]) -> None:
+        key = self.compare_key
+        side = self.better(metrics)
+        if side is None:
+            print_log(f'TeacherStudentValLoop: cannot compare the copies on {key!r} (missing '
+                      f'or nan); metrics: {sorted(metrics)}', logger='current',
+                      level='WARNING')
+            return
+        values = ', '.join(f'{s}/{key} = {float(metrics[f"{s}/{key}"]):.4f}' for s in SIDES)
+        print_log(f'{values}: the {side} is better', logger='current')
