@@ -1,6 +1,7 @@
-"""Training machinery: the cyclic train loop and fxmm's hooks."""
+"""Training machinery: the cyclic train loop, fxmm's hooks, atomic checkpoint writes."""
+from .atomic_backend import AtomicLocalBackend, atomic_write_bytes
 from .hooks import *  # noqa: F401,F403
 from .log_processor import PairLogProcessor
 from .runner import *  # noqa: F401,F403
 
-__all__ = ['PairLogProcessor']
+__all__ = ['AtomicLocalBackend', 'atomic_write_bytes', 'PairLogProcessor']
