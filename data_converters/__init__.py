@@ -1,0 +1,1 @@
+"""Converters from official chest X-ray dataset layouts (and the synthetic phantoms) to the fxmm annotation format."""
