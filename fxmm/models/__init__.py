@@ -5,5 +5,6 @@ from .foundation_x import FoundationX
 from .heads import *  # noqa: F401,F403
 from .losses import MaskedBCEWithLogitsLoss, MultiLabelDiceLoss
 from .necks import *  # noqa: F401,F403
+from .teacher_student import TeacherStudent
 
-__all__ = ['FoundationX', 'MaskedBCEWithLogitsLoss', 'MultiLabelDiceLoss']
+__all__ = ['FoundationX', 'MaskedBCEWithLogitsLoss', 'MultiLabelDiceLoss', 'TeacherStudent']

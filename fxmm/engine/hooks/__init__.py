@@ -1,6 +1,7 @@
 """Registered hooks."""
 from .lock_release_hook import LockReleaseHook
 from .results_table_hook import ResultsTableHook
+from .teacher_ema_hook import TeacherEMAHook
 from .visualization_hook import CXRVisualizationHook
 
-__all__ = ['LockReleaseHook', 'ResultsTableHook', 'CXRVisualizationHook']
+__all__ = ['LockReleaseHook', 'ResultsTableHook', 'TeacherEMAHook', 'CXRVisualizationHook']

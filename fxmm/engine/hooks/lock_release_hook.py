@@ -104,7 +104,8 @@ class LockReleaseHook(Hook):
         lock_modules (dict[str, Sequence[str]], optional): task -> names of the modules or
             parameters shared by that task's path, as prefixes of the unwrapped model's
             parameter names (``'loc_head.encoder'`` matches ``'loc_head.encoder.layers.0...'``,
-            not ``'loc_head.encoder_x'``). Every lock task needs an entry; all entries must
+            not ``'loc_head.encoder_x'``); for a model with a ``student`` (``TeacherStudent``)
+            they are resolved on the student. Every lock task needs an entry; all entries must
             match some parameter. None means :data:`FOUNDATION_X_LOCK_MODULES`, the shared
             modules of ``FoundationX``. Defaults to None.
     """
@@ -177,7 +178,10 @@ class LockReleaseHook(Hook):
                             "(train_cfg=dict(type='CyclicTrainLoop', ...)), got "
                             f'{type(runner.train_loop).__name__}')
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        self._params = {task: self._resolve(model, task, prefixes)
+        # with a TeacherStudent model the prefixes name the student's modules (the teacher
+        # is frozen anyway and never in the optimiser)
+        trained = getattr(model, 'student', model)
+        self._params = {task: self._resolve(trained, task, prefixes)
                         for task, prefixes in self.lock_modules.items()}
         self._check_optimizer(runner.optim_wrapper, model)
         self._check_ddp(runner.model)

@@ -78,7 +78,8 @@ class TeacherEMAHook(Hook):
         return model.module if is_model_wrapper(model) else model
 
     def before_train(self, runner) -> None:
-        """Check the model and loop; hard-copy the student into the teacher at iteration 0."""
+        """Check the model, loop and optimiser; hard-copy the student into the teacher at
+        iteration 0."""
         model = self._model(runner)
         missing = [name for name in ('student', 'teacher', 'set_progress')
                    if not hasattr(model, name)]
@@ -169,4 +170,6 @@ class TeacherEMAHook(Hook):
                     or (is_buffer and not self.update_buffers)):
                 teacher.copy_(student)
             else:
-                teacher.mul_(momentum).add_(student, alpha=1. - momentum)
+                # = m * teacher + (1 - m) * student; lerp leaves equal tensors (constant
+                # buffers) exactly unchanged, where mul + add could drift by rounding
+                teacher.lerp_(student, 1. - momentum)

@@ -1,4 +1,5 @@
 """Registered loops."""
 from .cyclic_train_loop import CyclicTrainLoop
+from .teacher_student_val_loop import TeacherStudentValLoop
 
-__all__ = ['CyclicTrainLoop']
+__all__ = ['CyclicTrainLoop', 'TeacherStudentValLoop']

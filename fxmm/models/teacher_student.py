@@ -1,0 +1,287 @@
+"""The student-teacher pair of Foundation X / Ark: a trained student, an EMA teacher, and the
+consistency loss between them."""
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from fxmm.engine.schedules import build_schedule
+from fxmm.registry import MODELS
+from fxmm.structures.cxr_data_sample import CXRDataSample, pair_name
+
+CONSISTENCY_MODES = ('add', 'ark')
+PREDICT_ON = ('student', 'teacher')
+# the two copies, as state-dict key prefixes
+COPIES = ('student.', 'teacher.')
+
+
+@MODELS.register_module()
+class TeacherStudent(BaseModel):
+    """A :class:`~fxmm.models.FoundationX` student and its EMA teacher in one model.
+
+    The pattern of mmdet's ``SemiBaseDetector``: ``student`` and ``teacher`` are built from
+    the same config; the teacher is frozen (``eval()``, ``requires_grad=False``, kept in eval
+    mode by :meth:`train`), so it never gets a gradient and stays out of the optimiser
+    (mmengine's ``DefaultOptimWrapperConstructor`` skips parameters that do not require grad
+    when ``optim_wrapper`` has a ``paramwise_cfg``; ``TeacherEMAHook`` checks it), but it
+    lives in the state dict, so checkpoints and resume carry it. The
+    teacher is updated only by :class:`~fxmm.engine.hooks.TeacherEMAHook`, which also sets
+    :attr:`progress`. :meth:`init_weights` starts the teacher as a copy of the student, and a
+    plain ``FoundationX`` checkpoint (keys without ``student.``/``teacher.``) loads into both.
+
+    Loss of a batch of one (dataset, task) pair (one student backbone pass, one teacher
+    backbone pass on the same images, teacher in eval mode under ``torch.no_grad``)::
+
+        mse  = MSE(f_student, f_teacher)             # mean over all elements
+        add: loss = task losses + w * mse            # Foundation X, w = 0.5
+        ark: loss = (1 - w) * task losses + w * mse  # Ark, w: cosine 0 -> 0.5
+
+    with ``w = consistency_weight(progress)`` and the compared features ``f``:
+
+    - ``cls``: the cls head's projector output on the pooled last stage, shape (B, P) -
+      Ark's 1376-d projector; without a projector (Foundation X) the pooled feature itself,
+      (B, 1024) at Swin-B.
+    - ``seg``: the shared UperNet map L2-normalised over channels, (B, C, H/4, W/4). With
+      BatchNorm in the UperNet, equal weights still give a non-zero loss in training: the
+      student normalises with batch statistics, the eval-mode teacher with running ones.
+    - ``loc``: the decoder hidden states of the matching queries, all decoder layers,
+      (num_layers, B, num_queries, 256). DINO selects its queries' anchor boxes from the
+      encoder's top-scoring tokens, so student and teacher would pick different anchors and
+      query ``i`` of one would not describe the same thing as query ``i`` of the other. The
+      teacher's decoder is therefore run with the *student's* matching anchors (the initial
+      reference boxes, already detached in DINO) and its own content queries, encoder memory
+      and decoder: both decoders answer the same queries about the same image, and the
+      difference measures only what the models learnt (the de-noising queries are left out;
+      the matching queries cannot attend to them). The authors' code compared a tensor with
+      itself here, a constant 0.
+
+    Loss keys are the student's ``'<dataset>.<task>.<loss name>'`` plus
+    ``'<dataset>.<task>.loss_consistency'`` (the weighted term).
+
+    Args:
+        model (dict): the ``FoundationX`` config of both copies.
+        consistency_weight (float | dict): ``w`` above: a number or a
+            :class:`~fxmm.engine.schedules.ProgressSchedule` config over the training
+            progress, e.g. ``dict(type='cosine', start=0., end=0.5)`` (Ark). Must lie in
+            [0, 1] with ``consistency_mode='ark'``. Defaults to 0.5 (Foundation X).
+        consistency_mode (str): ``'add'`` or ``'ark'``, see above. Defaults to ``'add'``.
+        predict_on (str): which copy :meth:`predict` runs, ``'student'`` or ``'teacher'``
+            (:class:`~fxmm.engine.runner.TeacherStudentValLoop` evaluates both). Defaults to
+            ``'student'``.
+        data_preprocessor (dict, optional): defaults to the ``data_preprocessor`` of
+            ``model``, else ``dict(type='CXRDataPreprocessor')``.
+        init_cfg (dict, optional): initialisation config. Defaults to None.
+    """
+
+    def __init__(self,
+                 model: dict,
+                 consistency_weight: Union[float, dict] = 0.5,
+                 consistency_mode: str = 'add',
+                 predict_on: str = 'student',
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if consistency_mode not in CONSISTENCY_MODES:
+            raise ValueError(f'TeacherStudent: consistency_mode must be one of '
+                             f'{CONSISTENCY_MODES}, got {consistency_mode!r}')
+        if data_preprocessor is None:
+            data_preprocessor = model.get('data_preprocessor') or dict(type='CXRDataPreprocessor')
+        # built here, in fxmm's registry, so no default scope is needed
+        super().__init__(data_preprocessor=MODELS.build(data_preprocessor), init_cfg=init_cfg)
+        self.consistency_mode = consistency_mode
+        self.consistency_schedule = build_schedule(
+            consistency_weight, 'TeacherStudent consistency_weight',
+            high=1. if consistency_mode == 'ark' else float('inf'))
+        self.predict_on = predict_on
+        self.student = MODELS.build(model)
+        self.teacher = MODELS.build(model)
+        self.freeze(self.teacher)
+        #: the fraction of training done, in [0, 1]; set by TeacherEMAHook every iteration
+        self.register_buffer('progress', torch.zeros(()))
+
+    @staticmethod
+    def freeze(model: nn.Module) -> None:
+        """Put ``model`` in eval mode and stop its parameters from requiring grad."""
+        model.eval()
+        model.requires_grad_(False)
+
+    @property
+    def predict_on(self) -> str:
+        """str: the copy :meth:`predict` runs, ``'student'`` or ``'teacher'``."""
+        return self._predict_on
+
+    @predict_on.setter
+    def predict_on(self, value: str) -> None:
+        if value not in PREDICT_ON:
+            raise ValueError(f'TeacherStudent: predict_on must be one of {PREDICT_ON}, got '
+                             f'{value!r}')
+        self._predict_on = value
+
+    @property
+    def consistency_weight(self) -> float:
+        """float: the consistency weight ``w`` at the current :attr:`progress`."""
+        return self.consistency_schedule(float(self.progress))
+
+    def set_progress(self, progress: float) -> None:
+        """Set the fraction of training done (drives the consistency-weight schedule).
+
+        Args:
+            progress (float): in [0, 1].
+        """
+        if not 0. <= progress <= 1.:
+            raise ValueError(f'TeacherStudent: progress must lie in [0, 1], got {progress}')
+        self.progress.fill_(progress)
+
+    def train(self, mode: bool = True) -> 'TeacherStudent':
+        """Set the student's mode; the teacher stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def init_weights(self) -> None:
+        """Initialise the student (and the teacher), then copy the student into the teacher."""
+        super().init_weights()
+        self.teacher.load_state_dict(self.student.state_dict())
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict,
+                              strict: bool, missing_keys: List[str],
+                              unexpected_keys: List[str], error_msgs: List[str]) -> None:
+        """Load a plain ``FoundationX`` state dict (no ``student.``/``teacher.`` keys) into
+        both copies, as mmdet's ``SemiBaseDetector`` does; other state dicts load as usual."""
+        own = [key for key in state_dict if key.startswith(prefix)]
+        if own and not any(key[len(prefix):].startswith(COPIES) for key in own):
+            for key in own:
+                value = state_dict.pop(key)
+                for copy in COPIES:
+                    state_dict[prefix + copy + key[len(prefix):]] = value
+            # a plain checkpoint has no training progress: keep the current one
+            state_dict[prefix + 'progress'] = self.progress.clone()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def loss(self, inputs: Tensor, data_samples: List[CXRDataSample]) -> Dict[str, Tensor]:
+        """Student task losses plus the weighted consistency loss of the batch's pair.
+
+        Args:
+            inputs (Tensor): normalised images, shape (B, 3, H, W).
+            data_samples (list[CXRDataSample]): one pair's samples with the gt of its task.
+
+        Returns:
+            dict[str, Tensor]: the student's ``'<dataset>.<task>.<loss name>'`` losses
+            (scaled by ``1 - w`` in ``'ark'`` mode) and ``'<dataset>.<task>.loss_consistency'``.
+        """
+        dataset, task = self.student._pair_of(data_samples)
+        losses, student_feat, anchors = self._student_pass(inputs, data_samples, dataset, task)
+        with torch.no_grad():
+            teacher_feat = self._teacher_pass(inputs, data_samples, dataset, task, anchors)
+        weight = self.consistency_weight
+        task_weight = 1. - weight if self.consistency_mode == 'ark' else 1.
+        prefix = pair_name(dataset, task)
+        out = {f'{prefix}.{name}': value * task_weight if 'loss' in name else value
+               for name, value in losses.items()}
+        out[f'{prefix}.loss_consistency'] = weight * F.mse_loss(student_feat, teacher_feat)
+        return out
+
+    def _student_pass(self, inputs: Tensor, data_samples: List[CXRDataSample], dataset: str,
+                      task: str) -> Tuple[Dict[str, Tensor], Tensor, Optional[Tensor]]:
+        """The student's task losses and compared feature from one backbone pass.
+
+        Returns:
+            tuple: the head's un-prefixed losses; the feature compared with the teacher
+            (see the class docstring for its shape per task); for ``loc`` the matching
+            queries' anchor boxes (B, num_queries, 4), normalised cxcywh, detached, else None.
+        """
+        student = self.student
+        feats = student.extract_feat(inputs)
+        if task == 'cls':
+            pooled = student.pooled_features(feats)
+            losses = student.cls_head.loss(pooled, data_samples, dataset)
+            return losses, student.cls_head.project(pooled), None
+        if task == 'seg':
+            seg_feats = student.seg_features(feats)
+            losses = student.seg_head.loss(seg_feats, data_samples, dataset)
+            return losses, F.normalize(seg_feats, dim=1), None
+        head = student.loc_head
+        head_inputs = head.forward_transformer(feats, data_samples, dataset)
+        losses = head.branch(dataset).bbox_head.loss(**head_inputs,
+                                                     batch_data_samples=data_samples)
+        hidden_states, references = head._matching_part(head_inputs)
+        # references[0] are the initial anchors (detached by DINO, but sliced from a stack
+        # with the refined boxes, hence the explicit detach)
+        return losses, hidden_states, references[0].detach()
+
+    def _teacher_pass(self, inputs: Tensor, data_samples: List[CXRDataSample], dataset: str,
+                      task: str, anchors: Optional[Tensor]) -> Tensor:
+        """The teacher's feature to compare with the student's (call under no_grad).
+
+        Args:
+            anchors (Tensor, optional): ``loc``: the student's matching anchors
+                (B, num_queries, 4), normalised cxcywh.
+
+        Returns:
+            Tensor: the same shape as the student's feature.
+        """
+        teacher = self.teacher
+        feats = teacher.extract_feat(inputs)
+        if task == 'cls':
+            return teacher.cls_head.project(teacher.pooled_features(feats))
+        if task == 'seg':
+            return F.normalize(teacher.seg_features(feats), dim=1)
+        return self._teacher_query_states(feats, data_samples, dataset, anchors)
+
+    def _teacher_query_states(self, feats: Tuple[Tensor, ...],
+                              data_samples: List[CXRDataSample], dataset: str,
+                              anchors: Tensor) -> Tensor:
+        """The teacher's DINO decoder states for given anchor boxes: its shared projection
+        and encoder, then ``dataset``'s decoder with its content queries and ``anchors`` in
+        place of its own two-stage selection (mmdet's ``DINO.forward_decoder``).
+
+        Args:
+            feats (tuple[Tensor]): teacher backbone maps (B, C_i, H_i, W_i).
+            data_samples (list[CXRDataSample]): metainfo ``img_shape``, ``batch_input_shape``.
+            dataset (str): the decoder branch to run.
+            anchors (Tensor): initial reference boxes (B, num_queries, 4), normalised cxcywh.
+
+        Returns:
+            Tensor: shape (num_layers, B, num_queries, embed_dims).
+        """
+        head = self.teacher.loc_head
+        mlvl_feats = head.neck(tuple(feats[i] for i in head.in_indices))
+        encoder_inputs, decoder_inputs = head.pre_transformer(mlvl_feats, data_samples)
+        decoder_inputs.update(head.forward_encoder(**encoder_inputs))
+        branch = head.branch(dataset)
+        # (num_queries, C) -> (B, num_queries, C), as DINO.pre_decoder builds its queries
+        query = branch.query_embedding.weight[None].repeat(anchors.shape[0], 1, 1)
+        return branch.forward_decoder(query=query, reference_points=anchors, dn_mask=None,
+                                      **decoder_inputs)['hidden_states']
+
+    def predict(self, inputs: Tensor, data_samples: List[CXRDataSample],
+                **kwargs) -> List[CXRDataSample]:
+        """``FoundationX.predict`` of the copy named by :attr:`predict_on`.
+
+        Args:
+            inputs (Tensor): normalised images, shape (B, 3, H, W).
+            data_samples (list[CXRDataSample]): see ``FoundationX.predict``.
+            **kwargs: e.g. ``heads='all'``.
+
+        Returns:
+            list[CXRDataSample]: ``data_samples`` with the predictions written in.
+        """
+        return getattr(self, self.predict_on).predict(inputs, data_samples, **kwargs)
+
+    def forward(self,
+                inputs: Tensor,
+                data_samples: Optional[List[CXRDataSample]] = None,
+                mode: str = 'tensor',
+                **kwargs) -> Union[Dict[str, Tensor], List[CXRDataSample]]:
+        """The mmengine entry point: ``mode`` is ``'loss'``, ``'predict'`` (``kwargs`` go to
+        :meth:`predict`) or ``'tensor'`` (the raw outputs of the :attr:`predict_on` copy)."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples, **kwargs)
+        if mode == 'tensor':
+            return getattr(self, self.predict_on)(inputs, data_samples, mode='tensor')
+        raise ValueError(f"TeacherStudent: invalid mode {mode!r}; use 'loss', 'predict' or "
+                         "'tensor'")
