@@ -1,17 +1,19 @@
-# CANDID-PTX: cls, loc, seg. Converted from the official download by
+# CANDID-PTX (cls, loc, seg), converted from the official download by
 #   python data_converters/candid_ptx.py --root data/cxr/CANDID-PTX
-# (docs/datasets.md). Splits: none official: 70/10/20% of the patients (seeded, DICOM Patient ID).
-# boxes = connected components of the pneumothorax masks
-# `configs/_base_/datasets/foundation_x_data.py` shows how a config builds its datasets from it.
+# Splits: none official; 70 / 10 / 20% of the patients (DICOM Patient ID).
+# Boxes are the connected components of the pneumothorax masks.
+# A config builds its datasets from `candid_ptx_data` under its own data root, as
+# configs/_base_/datasets/foundation_x_data.py does (docs/datasets.md).
 candid_ptx_data = dict(
-    name='candid_ptx',  # metainfo 'dataset': the key of its heads, losses and metrics
-    folder='CANDID-PTX/',  # the official folder, under the config's data root
+    name='candid_ptx',  # metainfo 'dataset': names its heads, losses and metrics
+    folder='CANDID-PTX/',  # official folder name, under the data root
     tasks=['cls', 'loc', 'seg'],
     ann_file=dict(train='annotations/train.json', val='annotations/val.json',
                   test='annotations/test.json'),
     cls_classes=['Pneumothorax'],
     det_classes=['Pneumothorax'],
     seg_classes=['Pneumothorax'],
-    train_kwargs=dict(),  # extra CXRDataset arguments, train split
-    test_kwargs=dict(),  # extra CXRDataset arguments, val/test splits
+    # more CXRDataset arguments for the train split, and for the val and test splits
+    train_kwargs=dict(),
+    test_kwargs=dict(),
 )
