@@ -2,6 +2,7 @@
 # ./.venv first; a second run reuses it and the cached mmcv wheel).
 PY := .venv/bin/python
 PHANTOMS ?= data/phantoms
+PHANTOM_ARGS ?= --seed 0 --num-train 160 --num-val 48 --num-test 48
 WORK_DIR ?= work_dirs/foundation_x_demo
 PYTEST_ARGS ?=
 
@@ -11,12 +12,12 @@ setup:
 	bash tools/setup.sh
 
 phantoms: setup
-	$(PY) data_converters/synthetic.py --out $(PHANTOMS) --seed 0
+	$(PY) -m data_converters.synthetic --out $(PHANTOMS) $(PHANTOM_ARGS)
 
 # Train the demo model on the synthetic phantoms, then evaluate it on their test split and
 # write the results table to $(WORK_DIR)/test/results.md.
 demo: setup
-	@[ -d $(PHANTOMS)/phantom_cls ] || $(PY) data_converters/synthetic.py --out $(PHANTOMS) --seed 0
+	@[ -d $(PHANTOMS)/phantom_cls ] || $(PY) -m data_converters.synthetic --out $(PHANTOMS) $(PHANTOM_ARGS)
 	$(PY) tools/train.py configs/foundation_x_demo.py --work-dir $(WORK_DIR)
 	$(PY) tools/test.py configs/foundation_x_demo.py "$$(cat $(WORK_DIR)/last_checkpoint)" \
 		--work-dir $(WORK_DIR)/test

@@ -1,6 +1,6 @@
 # Foundation X on the built-in synthetic phantoms: the same modules as configs/foundation_x.py
 # at tiny sizes, so that it trains, evaluates and writes the results table on a laptop CPU.
-#   python data_converters/synthetic.py --out data/phantoms --seed 0
+#   make phantoms   (writes data/phantoms, see configs/_base_/datasets/phantoms.py)
 #   python tools/train.py configs/foundation_x_demo.py
 _base_ = [
     '_base_/default_runtime.py',
@@ -9,10 +9,12 @@ _base_ = [
 ]
 
 # ========================= Frequently modified parameters =========================
-max_visits = 64        # 8 cycles over the 8 (dataset, task) pairs; one pass per visit
-val_interval = 96      # iterations between evaluations (~2 cycles)
+max_visits = 80        # 10 cycles over the 8 (dataset, task) pairs
+iters_per_visit = 10   # iterations per visit (None = one pass over the pair's data)
+val_interval = 400     # iterations between evaluations
 warmup_iters = 40      # linear warm-up, then cosine to 0 (FX: 20 visits of 3000)
-base_lr = 1e-3         # demo: 10x the paper's 1e-4 (tiny model, few iterations)
+base_lr = 5e-4         # demo: 5x the paper's 1e-4 (tiny model trained from scratch)
+backbone_lr_mult = 1.0 # the paper's 0.1 protects a pretrained backbone; this one starts random
 
 # ========================= Possibly modified parameters ===========================
 embed_dims = 48        # Swin width (Swin-B: 128)
@@ -62,7 +64,11 @@ model = dict(
     seg_head=dict(type='MultiDatasetSegHead', in_channels=seg_channels),
 )
 
-optim_wrapper = dict(optimizer=dict(lr=base_lr), clip_grad=dict(max_norm=1.0))
+train_dataloader = dict(sampler=dict(iters_per_visit=iters_per_visit))
+optim_wrapper = dict(
+    optimizer=dict(lr=base_lr),
+    clip_grad=dict(max_norm=1.0),
+    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=backbone_lr_mult)}))
 train_cfg = dict(type='CyclicTrainLoop', max_visits=max_visits, val_interval=val_interval)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

@@ -85,10 +85,16 @@ def draw_cxr(img: np.ndarray,
 
 
 def _put_text(canvas, text, origin, colour, font_scale, thickness):
-    """Write ``text`` with a dark outline so it stays readable on any background."""
+    """Write ``text`` with a dark outline so it stays readable on any background.
+
+    The outline is the same text at the same thickness shifted by one pixel around the
+    origin (a thicker stroke would be spaced wider by OpenCV and run ahead of the text).
+    """
     colour = tuple(int(c) for c in colour)
-    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0),
-                thickness + 2, cv2.LINE_AA)
+    x, y = origin
+    for dx, dy in ((-1, -1), (-1, 1), (1, -1), (1, 1), (0, -1), (0, 1), (-1, 0), (1, 0)):
+        cv2.putText(canvas, text, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    (0, 0, 0), thickness, cv2.LINE_AA)
     cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, thickness,
                 cv2.LINE_AA)
 
