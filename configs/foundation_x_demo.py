@@ -15,6 +15,10 @@ val_interval = 400     # iterations between evaluations
 warmup_iters = 40      # linear warm-up, then cosine to 0 (FX: 20 visits of 3000)
 base_lr = 5e-4         # demo: 5x the paper's 1e-4 (tiny model trained from scratch)
 backbone_lr_mult = 1.0 # the paper's 0.1 protects a pretrained backbone; this one starts random
+lock_tasks = ('loc', 'seg')  # Lock-Release: freeze the shared parts at the start of these visits
+lock_fraction = 0.5    # ... for the first half of each visit
+ema_momentum = 0.8     # teacher = m * teacher + (1 - m) * student, once per visit (FX)
+consistency_weight = 0.5  # student-teacher consistency loss weight (FX)
 
 # ========================= Possibly modified parameters ===========================
 embed_dims = 48        # Swin width (Swin-B: 128)
@@ -33,7 +37,7 @@ datasets = dict(
 
 # ========================= Unmodified in most cases ===============================
 stage_channels = [embed_dims * 2**i for i in range(4)]
-model = dict(
+student = dict(
     type='FoundationX',
     datasets=datasets,
     data_preprocessor=dict(type='CXRDataPreprocessor', pad_size_divisor=32),
@@ -63,6 +67,7 @@ model = dict(
     seg_neck=dict(type='SharedUperNet', in_channels=stage_channels, channels=seg_channels),
     seg_head=dict(type='MultiDatasetSegHead', in_channels=seg_channels),
 )
+model = dict(type='TeacherStudent', model=student, consistency_weight=consistency_weight)
 
 train_dataloader = dict(sampler=dict(iters_per_visit=iters_per_visit))
 optim_wrapper = dict(
@@ -70,8 +75,8 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=1.0),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=backbone_lr_mult)}))
 train_cfg = dict(type='CyclicTrainLoop', max_visits=max_visits, val_interval=val_interval)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+val_cfg = dict(type='TeacherStudentValLoop')    # evaluates student and teacher
+test_cfg = dict(type='TeacherStudentTestLoop')
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
     # `end` defaults to the loop's max_iters (max_visits converted to iterations)
@@ -79,6 +84,11 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(interval=8),
-    checkpoint=dict(interval=val_interval, save_best='score', rule='greater',
-                    max_keep_ckpts=2))
+    checkpoint=dict(interval=val_interval, save_best=['student/score', 'teacher/score'],
+                    rule='greater', max_keep_ckpts=2))
+custom_hooks = [
+    dict(type='ResultsTableHook'),
+    dict(type='LockReleaseHook', lock_tasks=lock_tasks, lock_fraction=lock_fraction),
+    dict(type='TeacherEMAHook', momentum=ema_momentum, interval='visit'),
+]
 randomness = dict(seed=0)

@@ -2,6 +2,8 @@
 from .atomic_backend import AtomicLocalBackend, atomic_write_bytes
 from .hooks import *  # noqa: F401,F403
 from .log_processor import PairLogProcessor
+from .optim_constructor import StudentOptimWrapperConstructor
 from .runner import *  # noqa: F401,F403
 
-__all__ = ['AtomicLocalBackend', 'atomic_write_bytes', 'PairLogProcessor']
+__all__ = ['AtomicLocalBackend', 'atomic_write_bytes', 'PairLogProcessor',
+           'StudentOptimWrapperConstructor']

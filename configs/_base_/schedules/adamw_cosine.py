@@ -6,6 +6,8 @@ weight_decay = 1e-4
 
 optim_wrapper = dict(
     type='OptimWrapper',
+    # with a TeacherStudent model, only the student is optimised (the teacher follows by EMA)
+    constructor='StudentOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=base_lr, weight_decay=weight_decay),
     clip_grad=dict(max_norm=0.1, norm_type=2),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=backbone_lr_mult)}),

@@ -5,13 +5,49 @@ from typing import Dict, List, Union
 from mmengine.evaluator import Evaluator
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.runner import ValLoop
+from mmengine.runner import TestLoop, ValLoop
 from torch.utils.data import DataLoader
 
 from fxmm.registry import LOOPS
 
 SIDES = ('student', 'teacher')
 RULES = ('greater', 'less')
+
+
+def evaluate_both_copies(loop, stage: str) -> dict:
+    """Run ``loop`` (a val or test loop) once per copy of a TeacherStudent model.
+
+    Args:
+        loop (ValLoop | TestLoop): the loop, with ``dataloader``, ``evaluator``,
+            ``run_iter`` and a ``better(metrics)`` method.
+        stage (str): ``'val'`` or ``'test'``: which hooks to call.
+
+    Returns:
+        dict: ``'student/<key>'`` and ``'teacher/<key>'`` metrics.
+    """
+    runner = loop.runner
+    runner.call_hook(f'before_{stage}')
+    runner.call_hook(f'before_{stage}_epoch')
+    runner.model.eval()
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if not hasattr(model, 'predict_on'):
+        raise TypeError(f'{type(loop).__name__} needs a model with a `predict_on` switch '
+                        f'(TeacherStudent), got {type(model).__name__}')
+    predict_on = model.predict_on
+    metrics = {}
+    try:
+        for side in SIDES:
+            model.predict_on = side
+            for idx, data_batch in enumerate(loop.dataloader):
+                loop.run_iter(idx, data_batch)
+            side_metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
+            metrics.update({f'{side}/{key}': value for key, value in side_metrics.items()})
+    finally:
+        model.predict_on = predict_on
+    loop._log_better(metrics)
+    runner.call_hook(f'after_{stage}_epoch', metrics=metrics)
+    runner.call_hook(f'after_{stage}')
+    return metrics
 
 
 @LOOPS.register_module()
@@ -65,29 +101,7 @@ class TeacherStudentValLoop(ValLoop):
             dict: the metrics of both copies, keys ``'student/<key>'`` and
             ``'teacher/<key>'``.
         """
-        self.runner.call_hook('before_val')
-        self.runner.call_hook('before_val_epoch')
-        self.runner.model.eval()
-        model = self.runner.model
-        model = model.module if is_model_wrapper(model) else model
-        if not hasattr(model, 'predict_on'):
-            raise TypeError('TeacherStudentValLoop needs a model with a `predict_on` switch '
-                            f'(TeacherStudent), got {type(model).__name__}')
-        predict_on = model.predict_on
-        metrics = {}
-        try:
-            for side in SIDES:
-                model.predict_on = side
-                for idx, data_batch in enumerate(self.dataloader):
-                    self.run_iter(idx, data_batch)
-                side_metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
-                metrics.update({f'{side}/{key}': value for key, value in side_metrics.items()})
-        finally:
-            model.predict_on = predict_on
-        self._log_better(metrics)
-        self.runner.call_hook('after_val_epoch', metrics=metrics)
-        self.runner.call_hook('after_val')
-        return metrics
+        return evaluate_both_copies(self, 'val')
 
     def better(self, metrics: Dict[str, float]) -> Union[str, None]:
         """The better copy on ``compare_key``: ``'student'``, ``'teacher'`` (ties go to the
@@ -103,9 +117,42 @@ class TeacherStudentValLoop(ValLoop):
         key = self.compare_key
         side = self.better(metrics)
         if side is None:
-            print_log(f'TeacherStudentValLoop: cannot compare the copies on {key!r} (missing '
+            print_log(f'{type(self).__name__}: cannot compare the copies on {key!r} (missing '
                       f'or nan); metrics: {sorted(metrics)}', logger='current',
                       level='WARNING')
             return
         values = ', '.join(f'{s}/{key} = {float(metrics[f"{s}/{key}"]):.4f}' for s in SIDES)
         print_log(f'{values}: the {side} is better', logger='current')
+
+
+@LOOPS.register_module()
+class TeacherStudentTestLoop(TestLoop):
+    """mmengine's :class:`TestLoop` run on the student and on the teacher, as
+    :class:`TeacherStudentValLoop` does for validation (``tools/test.py`` then reports both
+    copies in its results table).
+
+    Args:
+        runner (Runner): the runner.
+        dataloader (DataLoader | dict): the test dataloader.
+        evaluator (Evaluator | dict | list): the evaluator.
+        fp16 (bool): test with autocast. Defaults to False.
+        compare_key (str): the metric that decides which copy is better. Defaults to
+            ``'score'``.
+        rule (str): ``'greater'`` or ``'less'``. Defaults to ``'greater'``.
+    """
+
+    def __init__(self, runner, dataloader, evaluator, fp16: bool = False,
+                 compare_key: str = 'score', rule: str = 'greater') -> None:
+        if rule not in RULES:
+            raise ValueError(f'TeacherStudentTestLoop: rule must be one of {RULES}, got '
+                             f'{rule!r}')
+        super().__init__(runner, dataloader, evaluator, fp16=fp16)
+        self.compare_key = compare_key
+        self.rule = rule
+
+    better = TeacherStudentValLoop.better
+    _log_better = TeacherStudentValLoop._log_better
+
+    def run(self) -> dict:
+        """Test the student and the teacher; metrics prefixed ``student/``/``teacher/``."""
+        return evaluate_both_copies(self, 'test')

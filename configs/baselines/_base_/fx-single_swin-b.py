@@ -1,0 +1,37 @@
+# The single-task baselines of the Foundation X paper (the numbers in brackets in method.md
+# section 3): configs/foundation_x.py restricted to one (dataset, task) pair - the same model
+# parts, data pipeline, optimiser and schedule - trained alone, without Lock-Release or a
+# teacher. A leaf config picks its pair by name ('<dataset>.<task>', e.g. 'siim.seg'):
+#   model, train_dataloader, val_dataloader, test_dataloader = _base_.single_task['siim.seg']
+_base_ = '../../foundation_x.py'
+
+# Foundation X's 3000 visits are 150 passes over each of its 20 pairs; a baseline makes as
+# many passes over its one pair. The schedulers count cycles, which are passes here, so they
+# stay as they are: one warm-up pass, then cosine to the last pass.
+max_visits = _base_.max_visits // _base_.num_pairs
+train_cfg = dict(max_visits=max_visits)
+
+model = dict(_delete_=True, **_base_.student)  # the plain FoundationX, no teacher
+val_cfg = dict(type='ValLoop')
+custom_hooks = [hook for hook in _base_.custom_hooks
+                if hook.type not in ('LockReleaseHook', 'TeacherEMAHook')]
+default_hooks = dict(checkpoint=dict(save_best='score'))
+
+# FoundationX builds a task's head iff a dataset has classes for it: drop the other tasks'
+heads_off = dict(
+    cls=dict(loc_head=None, seg_neck=None, seg_head=None),
+    loc=dict(cls_head=None, seg_neck=None, seg_head=None),
+    seg=dict(cls_head=None, loc_head=None))
+# pair name -> [model, train_dataloader, val_dataloader, test_dataloader] overrides that
+# keep that pair of foundation_x.py only (its class list, its head, its dataset splits)
+single_task = {
+    f'{_base_[var].name}.{task}': [
+        dict(datasets=dict(_delete_=True, **{_base_[var].name: {
+            _base_.class_keys[task]: _base_[var][_base_.class_keys[task]]}}),
+            **heads_off[task]),
+        dict(dataset=dict(pairs=[_base_.train_dataloader.dataset.pairs[i]])),
+        dict(dataset=dict(pairs=[_base_.val_dataloader.dataset.pairs[i]])),
+        dict(dataset=dict(pairs=[_base_.test_dataloader.dataset.pairs[i]])),
+    ]
+    for i, (var, task) in enumerate(_base_.fx_pairs)
+}
