@@ -10,12 +10,15 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
-from mmengine.fileio import join_path, load
+from mmengine.fileio import isdir, join_path, load
 from mmengine.logging import print_log
 
 from fxmm.registry import DATASETS
 from fxmm.structures import TASKS, check_task
 from fxmm.structures.mask_rle import rle_run_lengths
+from .few_shot import describe_subset, few_shot_indices
+from .bad_image_policy import BadImagePolicy
+from .image_io import CXRImageError
 from .label_policies import apply_label_policy, check_label_policy
 
 # The version of the annotation format this fxmm reads and its converters write.
@@ -222,6 +225,17 @@ class CXRDataset(BaseDataset):
             annotations of ``task`` (no boxes for 'loc', no non-empty mask for 'seg', only
             missing labels for 'cls'); not applied in test mode. By default all images are
             kept (images without boxes are useful negatives for 'loc').
+        num_samples (int, optional): keep a seeded subset of this many images, made of whole
+            patients (few-shot training, see :func:`fxmm.datasets.few_shot.few_shot_indices`),
+            chosen after ``filter_cfg``. None keeps all. Defaults to None.
+        subset_seed (int): seed of the ``num_samples`` subset. Defaults to 0.
+        max_bad_images (int): training images that may fail to load (``CXRImageError``:
+            missing, undecodable, or of another size than annotated) before training stops;
+            each is skipped with a warning naming the file, and another random image of this
+            dataset is used instead (see :class:`~fxmm.datasets.bad_image_policy.
+            BadImagePolicy`; the count is per process). 0: the first failure is an error.
+            In test mode a failure is always an error: metrics need every image.
+            Defaults to 100.
         test_mode, indices, lazy_init, serialize_data, max_refetch: as in
             :class:`mmengine.dataset.BaseDataset`.
     """
@@ -236,11 +250,14 @@ class CXRDataset(BaseDataset):
                  bbox_tolerance: float = 2.0,
                  data_prefix: Optional[dict] = None,
                  filter_cfg: Optional[dict] = None,
+                 num_samples: Optional[int] = None,
+                 subset_seed: int = 0,
                  test_mode: bool = False,
                  indices: Optional[Union[int, Sequence[int]]] = None,
                  lazy_init: bool = False,
                  serialize_data: bool = True,
-                 max_refetch: int = 1000):
+                 max_refetch: int = 1000,
+                 max_bad_images: int = 100):
         self.task = None if task is None else check_task(task)
         self.label_policy = check_label_policy(label_policy)
         self.label_seed = label_seed
@@ -254,6 +271,10 @@ class CXRDataset(BaseDataset):
         if unknown:
             raise ValueError(f'filter_cfg: unknown keys {sorted(unknown)}; '
                              f'supported: {sorted(_FILTER_KEYS)}')
+        self.num_samples = num_samples
+        self.subset_seed = subset_seed
+        self.bad_images = BadImagePolicy(max_bad_images, ann_file)
+        self._ann_file_arg = ann_file
         super().__init__(
             ann_file=ann_file,
             data_root=data_root,
@@ -265,6 +286,7 @@ class CXRDataset(BaseDataset):
             test_mode=test_mode,
             lazy_init=lazy_init,
             max_refetch=max_refetch)
+        self.bad_images.dataset_name = self.ann_file
 
     def load_data_list(self) -> List[dict]:
         """Read and validate the annotation file; apply the label policy.
@@ -276,6 +298,8 @@ class CXRDataset(BaseDataset):
             annotations = load(self.ann_file, file_format='json')
         except json.JSONDecodeError as err:
             raise ValueError(f'{self.ann_file}: not valid JSON ({err})') from None
+        except FileNotFoundError:
+            raise FileNotFoundError(self._missing_ann_file_message()) from None
         if (not isinstance(annotations, dict)
                 or not {'metainfo', 'data_list'} <= set(annotations)):
             raise ValueError(f'{self.ann_file}: must be a JSON object with "metainfo" and '
@@ -299,6 +323,32 @@ class CXRDataset(BaseDataset):
             data_list.append(self.parse_data_info(entry))
         return data_list
 
+    def _missing_ann_file_message(self) -> str:
+        """Say which annotation file is missing, and whether its data_root exists."""
+        msg = f'annotation file {self.ann_file!r} not found'
+        if self.data_root and self.ann_file != self._ann_file_arg:
+            msg += f' (ann_file={self._ann_file_arg!r} under data_root={self.data_root!r}'
+            msg += ', a folder that does not exist)' if not isdir(self.data_root) else ')'
+        return msg + ('. Check data_root and ann_file in the config, or convert the dataset '
+                      'first (docs/datasets.md)')
+
+    def prepare_data(self, idx: int):
+        """The pipeline's output for sample ``idx``; None (so that ``__getitem__`` takes
+        another random sample) when a training image fails to load, counted by
+        :attr:`bad_images`.
+
+        Raises:
+            CXRImageError: in test mode.
+            BadImageLimitError: after more than ``max_bad_images`` failures.
+        """
+        try:
+            return super().prepare_data(idx)
+        except CXRImageError as err:
+            if self.test_mode:
+                raise
+            self.bad_images.record(err)
+            return None
+
     def parse_data_info(self, raw_data_info: dict) -> dict:
         """Join ``img_path`` with ``data_root``/``data_prefix`` (absolute paths stay)."""
         raw_data_info['img_path'] = join_path(self.data_prefix['img_path'],
@@ -306,7 +356,17 @@ class CXRDataset(BaseDataset):
         return raw_data_info
 
     def filter_data(self) -> List[dict]:
-        """Apply ``filter_cfg`` (see the class docstring); no filtering in test mode."""
+        """Apply ``filter_cfg`` (see the class docstring; not in test mode), then keep the
+        ``num_samples`` subset."""
+        kept = self._filter_empty_gt()
+        if self.num_samples is None:
+            return kept
+        indices = few_shot_indices(kept, self.num_samples, self.subset_seed, self.ann_file)
+        print_log(f'{self.ann_file}: {describe_subset(kept, indices, self.subset_seed)}',
+                  logger='current')
+        return [kept[i] for i in indices]
+
+    def _filter_empty_gt(self) -> List[dict]:
         if self.test_mode or not (self.filter_cfg or {}).get('filter_empty_gt'):
             return self.data_list
         if self.task is None:
