@@ -61,3 +61,14 @@ def test_test_writes_the_results_table(trained):
         assert f'| {name} |' in table
     assert 'Loc mAP40' in table and 'Seg Dice' in table
     assert 'test results' in log
+
+
+def test_browse_dataset_saves_drawn_samples(trained):
+    cwd, _ = trained
+    log = _run([osp.join(ROOT, 'tools', 'misc', 'browse_dataset.py'), CONFIG,
+                '--output-dir', 'browse', '--num', '1'], cwd)
+    saved = sorted(p.parent.name for p in (cwd / 'browse').glob('*/000.png'))
+    assert saved == sorted(['phantom_cls.cls', 'phantom_loc.cls', 'phantom_loc.loc',
+                            'phantom_seg.cls', 'phantom_seg.seg', 'phantom_ptx.cls',
+                            'phantom_ptx.loc', 'phantom_ptx.seg'])
+    assert 'saved 8 images' in log
