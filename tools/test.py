@@ -13,6 +13,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from fxmm.utils import register_all_modules
+from fxmm.utils.config_checks import check_config
+from train import setup_cpu_distributed  # tools/train.py, next to this script
 
 
 def parse_args():
@@ -65,8 +67,10 @@ def main():
             raise ValueError(f'--out must be a .pkl/.pickle file, got {args.out!r}')
         cfg.test_evaluator = [cfg.test_evaluator] if isinstance(
             cfg.test_evaluator, dict) else list(cfg.test_evaluator)
-        cfg.test_evaluator.append(dict(type='DumpResults', out_file_path=args.out))
+        cfg.test_evaluator.append(dict(type='MultiTaskDumpResults', out_file_path=args.out))
 
+    setup_cpu_distributed(cfg)
+    check_config(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.test()
 

@@ -1,5 +1,9 @@
-"""Clearer errors for the most common user failure: a ``type`` missing from the registry."""
+"""Clearer errors for the most common user failures: a ``type`` missing from the registry,
+and an argument its class does not take."""
 import difflib
+import inspect
+import re
+from typing import List
 
 from mmengine.registry import Registry
 
@@ -55,6 +59,53 @@ def missing_type_hint(type_name: str, registry: Registry) -> str:
             f"`custom_imports = dict(imports=['your.module'], allow_failed_imports=False)`.")
 
 
+def init_parameters(cls: type) -> List[str]:
+    """The keyword arguments ``cls(...)`` can take: the named parameters of every
+    ``__init__`` in its MRO (a subclass often passes ``**kwargs`` on to its base).
+
+    Args:
+        cls (type): a class.
+
+    Returns:
+        list[str]: parameter names, without ``self`` and ``*args``/``**kwargs``.
+    """
+    names = []
+    for klass in cls.__mro__[:-1]:  # not `object`
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):  # builtins without a signature
+            continue
+        names += [p.name for p in params
+                  if p.name != 'self' and p.name not in names
+                  and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return names
+
+
+def unknown_argument_hint(cls: type, arg: str) -> str:
+    """Say which argument of ``cls`` the unknown ``arg`` was probably meant to be.
+
+    Args:
+        cls (type): the class that was given ``arg``.
+        arg (str): the argument it does not take, e.g. ``'bacth_size'``.
+
+    Returns:
+        str: ``"did you mean 'batch_size'?"`` when a parameter is close, else the list of
+        the parameters ``cls`` takes.
+    """
+    params = init_parameters(cls)
+    close = difflib.get_close_matches(arg, params, n=1, cutoff=0.6)
+    if close:
+        return f'did you mean {close[0]!r}?'
+    return f'{cls.__name__} takes {params}'
+
+
+# Python's message for a call with a keyword the callee does not take
+_UNEXPECTED_KWARG = re.compile(r"got an unexpected keyword argument '(\w+)'")
+
+
 def _scoped(cfg):
     """``type='mmdet.X'`` -> ``type='X', _scope_='mmdet'``.
 
@@ -73,14 +124,35 @@ def _scoped(cfg):
     return cfg
 
 
+def _class_of(type_name, registry: Registry):
+    """The class ``type_name`` (a str or a class) stands for, None when it is not a class."""
+    cls = registry.get(type_name) if isinstance(type_name, str) else type_name
+    return cls if inspect.isclass(cls) else None
+
+
 def hinted_build(parent: Registry):
-    """Wrap ``parent.build_func``: borrowed types build in their own scope, and a missing
-    type's KeyError carries a hint."""
+    """Wrap ``parent.build_func``: borrowed types build in their own scope, a missing
+    type's KeyError carries a hint, and so does the TypeError of an argument the class
+    does not take (``MultiTaskSampler(bacth_size=8)`` -> ``did you mean 'batch_size'?``).
+
+    Only an argument written in ``cfg`` (or given as a default argument) is hinted;
+    a TypeError raised deeper inside the class is left as it is.
+    """
 
     def build(cfg, *args, registry: Registry, **kwargs):
         type_name = cfg.get('type') if hasattr(cfg, 'get') else None
         try:
             return parent.build_func(_scoped(cfg), *args, registry=registry, **kwargs)
+        except TypeError as err:
+            match = _UNEXPECTED_KWARG.search(str(err))
+            cls = _class_of(type_name, registry) if match and 'hint:' not in str(err) else None
+            if cls is None:
+                raise
+            arg = match.group(1)
+            default_args = kwargs.get('default_args', args[0] if args else None) or {}
+            if (arg not in cfg and arg not in default_args) or arg in init_parameters(cls):
+                raise
+            raise TypeError(f'{err} hint: {unknown_argument_hint(cls, arg)}') from err
         except KeyError as err:
             msg = str(err)
             if not isinstance(type_name, str) or 'hint:' in msg or \

@@ -5,7 +5,8 @@ backbone_lr_mult = 0.1  # backbone lr = 1e-5
 weight_decay = 1e-4
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    # OptimWrapper that skips (and after 10 in a row, stops on) non-finite losses
+    type='SafeOptimWrapper',
     # with a TeacherStudent model, only the student is optimised (the teacher follows by EMA)
     constructor='StudentOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=base_lr, weight_decay=weight_decay),
