@@ -24,9 +24,10 @@ lock_tasks = ('loc', 'seg')   # Lock-Release on these tasks' visits (FX+ adds 'c
 lock_fraction = 0.5     # locked share of each visit (shared modules frozen)
 ema_momentum = 0.8      # teacher = m * teacher + (1 - m) * student, once per visit
 consistency_weight = 0.5  # loss = task losses + w * MSE(student, teacher features)
-# The paper starts from the Swin-B of Ark-6 (timm layout: convert it to mmpretrain's first),
-# e.g. dict(type='Pretrained', checkpoint='ark6_swin-b.pth'); None = random init.
-backbone_init_cfg = None
+# The paper starts from the Swin-B of Ark-6: convert it with
+# tools/model_converters/ark_to_fxmm.py --backbone-only and load it here (a plain FoundationX
+# checkpoint loads into student and teacher); None = random initialisation.
+load_from = None
 
 # ========================= Possibly modified parameters ===========================
 # iterations of one visit per pair: None = one full pass over every pair; a dict such as
@@ -46,10 +47,7 @@ fx_model_datasets = {
                        for pair_var, task in _base_.fx_pairs if pair_var == var}
     for var, _ in _base_.fx_pairs
 }
-student = dict(
-    _base_.model,
-    datasets=fx_model_datasets,
-    backbone=dict(_base_.model.backbone, init_cfg=backbone_init_cfg))
+student = dict(_base_.model, datasets=fx_model_datasets)
 # mmdet's semi-supervised pattern: one model owns the student and its frozen EMA teacher
 model = dict(
     _delete_=True,
@@ -61,7 +59,7 @@ model = dict(
 train_dataloader = dict(sampler=dict(iters_per_visit=iters_per_visit))
 train_cfg = dict(type='CyclicTrainLoop', max_visits=max_visits, val_interval=val_interval)
 val_cfg = dict(type='TeacherStudentValLoop')  # evaluates both, logs which is better
-test_cfg = dict(type='TestLoop')  # the student; --cfg-options model.predict_on=teacher
+test_cfg = dict(type='TeacherStudentTestLoop')  # tests both, reports both
 # The schedulers count cycles (one visit to every pair): with a MultiTaskSampler mmengine's
 # "epoch" is one cycle (len(train_dataloader) is its number of iterations), and
 # convert_to_iter_based turns cycles into iterations, whatever the lengths of the visits.
@@ -75,16 +73,9 @@ param_scheduler = [
 # the batch the learning rates are set for (USER SHOULD NOT CHANGE ITS VALUE)
 auto_scale_lr = dict(enable=False, base_batch_size=24)
 
-# Lock-Release: the shared modules of each task path (FOUNDATION_X_LOCK_MODULES of
-# fxmm/engine/hooks/lock_release_hook.py) inside the TeacherStudent's `student`
-lock_modules = dict(
-    cls=['student.backbone'],
-    loc=['student.backbone', 'student.loc_head.neck', 'student.loc_head.level_embed',
-         'student.loc_head.encoder'],
-    seg=['student.backbone', 'student.seg_neck'])
 custom_hooks = _base_.custom_hooks + [
-    dict(type='LockReleaseHook', lock_tasks=lock_tasks, lock_fraction=lock_fraction,
-         lock_modules=lock_modules),
+    # locks FOUNDATION_X_LOCK_MODULES (fxmm/engine/hooks/lock_release_hook.py) of the student
+    dict(type='LockReleaseHook', lock_tasks=lock_tasks, lock_fraction=lock_fraction),
     dict(type='TeacherEMAHook', momentum=ema_momentum, interval=ema_interval),
 ]
 default_hooks = dict(

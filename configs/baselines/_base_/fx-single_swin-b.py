@@ -13,6 +13,7 @@ train_cfg = dict(max_visits=max_visits)
 
 model = dict(_delete_=True, **_base_.student)  # the plain FoundationX, no teacher
 val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
 custom_hooks = [hook for hook in _base_.custom_hooks
                 if hook.type not in ('LockReleaseHook', 'TeacherEMAHook')]
 default_hooks = dict(checkpoint=dict(save_best='score'))
