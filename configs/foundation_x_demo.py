@@ -10,8 +10,8 @@ _base_ = [
 
 # ========================= Frequently modified parameters =========================
 max_visits = 80        # 10 cycles over the 8 (dataset, task) pairs
-iters_per_visit = 10   # iterations per visit (None = one pass over the pair's data)
-val_interval = 400     # iterations between evaluations
+iters_per_visit = 8    # iterations per visit (None = one pass over the pair's data)
+val_interval = 320     # iterations between evaluations
 warmup_iters = 40      # linear warm-up, then cosine to 0 (FX: 20 visits of 3000)
 base_lr = 5e-4         # demo: 5x the paper's 1e-4 (tiny model trained from scratch)
 backbone_lr_mult = 1.0 # the paper's 0.1 protects a pretrained backbone; this one starts random

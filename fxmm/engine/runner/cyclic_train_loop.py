@@ -2,9 +2,11 @@
 exactly where it stopped, without replaying data."""
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
+from mmengine.dist import get_rank
 from mmengine.logging import print_log
-from mmengine.runner import IterBasedTrainLoop
+from mmengine.runner import IterBasedTrainLoop, set_random_seed
 from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import DataLoader
 
@@ -26,6 +28,12 @@ class CyclicTrainLoop(IterBasedTrainLoop):
       position at no cost. The sampler's seed is saved in the checkpoint (message hub
       ``'fxmm.train_sampler_seed'``) and restored, so a resumed run sees the same stream
       even when the seed was drawn at random.
+    - Randomness of the step: before every iteration the global RNGs of Python, NumPy and
+      torch are seeded from ``(runner.seed, iteration, rank)``, so what the model draws
+      (drop path, DINO's de-noising queries) is, like the data, a function of the position:
+      a resumed run draws exactly what the uninterrupted run drew, without RNG states in
+      the checkpoint, and the ranks draw independently. (Random augmentations draw from
+      their transforms' own per-process generators, which restart on resume.)
     - Visits: :attr:`current_visit` is the :class:`VisitInfo` of the iteration being run,
       set before the ``before_train_iter`` hooks. A hook sees a visit start when
       ``iter_in_visit == 0`` (in ``before_train_iter``) and its end when
@@ -144,4 +152,11 @@ class CyclicTrainLoop(IterBasedTrainLoop):
             self.runner.logger.info(f'visit {info.visit}: pair {info.pair_name} '
                                     f'({info.visit_len} iters{resumed})')
         self._current_visit = info
+        self._seed_iteration()
         super().run_iter(data_batch)
+
+    def _seed_iteration(self) -> None:
+        """Seed the global RNGs for iteration ``self._iter`` from ``(runner.seed, iteration,
+        rank)``."""
+        entropy = [self.runner.seed, self._iter, get_rank()]
+        set_random_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))

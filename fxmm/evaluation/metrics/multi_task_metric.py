@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.evaluator import BaseMetric
+from mmengine.evaluator import BaseMetric, DumpResults
 from mmengine.logging import print_log
 from mmengine.structures import BaseDataElement
 
@@ -264,3 +264,38 @@ class MultiTaskMetric(BaseMetric):
         dice_summary = summarize_dice(dice, self._class_names(dataset, 'seg', dice.shape[1]))
         return dict(Dice=dice_summary['mean'],
                     **{f'Dice_{_key(n)}': v for n, v in dice_summary['per_class'].items()})
+
+
+@METRICS.register_module()
+class MultiTaskDumpResults(DumpResults):
+    """mmengine's :class:`~mmengine.evaluator.DumpResults` (``tools/test.py --out``) for an
+    evaluation by :class:`~fxmm.datasets.samplers.MultiTaskSampler`: every sample once, in
+    the order one process writes them (pair by pair, ``sample_idx`` ascending), whatever
+    the number of ranks.
+
+    mmengine cuts the gathered predictions to ``len(dataset)``, assuming that padding sits
+    at the end; the sampler pads every (dataset, task) pair, so the cut would keep repeats
+    and drop real samples. Here nothing is cut and repeats of a
+    ``(dataset, task, sample_idx)`` are dropped, as :class:`MultiTaskMetric` does.
+
+    Args:
+        out_file_path (str): the ``.pkl`` file to write.
+        collect_device (str): 'cpu' or 'gpu', for collecting results across ranks.
+        collect_dir (str, optional): directory for collecting results on the CPU.
+    """
+
+    def evaluate(self, size: int) -> dict:
+        """Gather every rank's predictions without truncating them to ``size``."""
+        return super().evaluate(None)
+
+    def compute_metrics(self, results: List[dict]) -> dict:
+        """Dump the de-duplicated, ordered predictions (a list of dicts)."""
+        pair_order: Dict[Tuple[str, str], int] = {}
+        unique: Dict[Tuple[str, str, int], dict] = {}
+        for sample in results:  # first occurrence wins: repeats are sampler padding
+            key = (str(_field(sample, 'dataset')), str(_field(sample, 'task')),
+                   int(_field(sample, 'sample_idx')))
+            pair_order.setdefault(key[:2], len(pair_order))
+            unique.setdefault(key, sample)
+        ordered = sorted(unique, key=lambda key: (pair_order[key[:2]], key[2]))
+        return super().compute_metrics([unique[key] for key in ordered])
