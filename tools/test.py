@@ -8,7 +8,7 @@ import argparse
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -28,6 +28,10 @@ def parse_args():
     parser.add_argument(
         '--show-dir', help='save images with predictions drawn (boxes, masks, top classes) '
         'to this dir, relative to the work dir')
+    parser.add_argument(
+        '--tta', action='store_true',
+        help="test-time augmentation: wrap the model in the config's `tta_model` "
+        "(configs/ark.py: the teacher with 10 crops)")
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings in the config, key=value pairs')
@@ -59,6 +63,10 @@ def main():
     cfg.load_from = args.checkpoint
     cfg.resume = False
 
+    if args.tta:
+        if 'tta_model' not in cfg:
+            raise ValueError(f'--tta: the config {args.config!r} has no `tta_model`')
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     if args.show_dir is not None:
         cfg.default_hooks.setdefault('visualization', dict(type='CXRVisualizationHook'))
         cfg.default_hooks.visualization.update(draw=True, test_out_dir=args.show_dir)

@@ -6,5 +6,7 @@ from .heads import *  # noqa: F401,F403
 from .losses import MaskedBCEWithLogitsLoss, MultiLabelDiceLoss
 from .necks import *  # noqa: F401,F403
 from .teacher_student import TeacherStudent
+from .tta import TenCropTTA
 
-__all__ = ['FoundationX', 'MaskedBCEWithLogitsLoss', 'MultiLabelDiceLoss', 'TeacherStudent']
+__all__ = ['FoundationX', 'MaskedBCEWithLogitsLoss', 'MultiLabelDiceLoss', 'TeacherStudent',
+           'TenCropTTA']

@@ -1,0 +1,112 @@
+# Foundation Ark on the built-in synthetic phantoms: the modules of configs/ark.py - cls pairs
+# only, visited in a fixed order with one full pass each, the shared projector before the
+# per-dataset heads, (1 - c) * BCE + c * MSE with a cosine c, the cosine EMA teacher, the
+# teacher tested with ten crops - at tiny sizes, on the image labels of the four phantom
+# datasets, so that it trains and evaluates on a laptop CPU: 320 iterations took about 730
+# CPU-seconds (some 6 minutes on 2 idle cores); the ten-crop test runs 10 views per image.
+#   make phantoms   (writes data/phantoms, see configs/_base_/datasets/phantoms.py)
+#   python tools/train.py configs/ark_demo.py --work-dir work_dirs/ark_demo
+#   python tools/test.py configs/ark_demo.py work_dirs/ark_demo/iter_320.pth --tta
+_base_ = [
+    '_base_/default_runtime.py',
+    '_base_/datasets/phantoms.py',
+    '_base_/models/ark_swin-b.py',
+]
+
+# ========================= Frequently modified parameters =========================
+max_epochs = 4         # full passes over the 4 datasets, 80 iterations each (Ark: 200)
+warmup_epochs = 1      # linear warm-up, then cosine (Ark: 20)
+base_lr = 0.05         # SGD; demo: a tiny Swin trained from scratch (Ark: 0.3, ImageNet init)
+val_interval = 160     # iterations between evaluations of student and teacher
+# teacher = m * teacher + (1 - m) * student after each dataset pass, m a cosine (Ark)
+ema_momentum = dict(type='cosine', start=0.9, end=1.0)
+
+# ========================= Possibly modified parameters ===========================
+embed_dims = 48        # Swin width (Swin-B: 128), as configs/foundation_x_demo.py
+projector_dims = 516   # Ark's projector widens 1024 -> 1376; the same ratio on 384
+test_size = 146        # val / test resize: the crop is 7/8 of it, as Ark's 224 of 256
+iters_per_visit = None  # one full pass per visit (Ark)
+# the four phantom datasets' image labels (data_converters/synthetic.py writes them), in
+# visit order
+ark_phantoms = dict(
+    phantom_cls=['nodule', 'mass', 'consolidation', 'effusion', 'pneumothorax'],
+    phantom_loc=['nodule', 'mass'],
+    phantom_seg=['cardiomegaly'],
+    phantom_ptx=['pneumothorax'],
+)
+
+# ========================= Unmodified in most cases ===============================
+img_size = _base_.img_size
+model = dict(
+    model=dict(
+        datasets={name: dict(cls_classes=classes) for name, classes in ark_phantoms.items()},
+        backbone=dict(
+            arch=dict(_delete_=True, embed_dims=embed_dims, depths=[2, 2, 2, 2],
+                      num_heads=[2, 4, 8, 16]),
+            img_size=img_size,
+            window_size=4,
+            pad_small_map=True),
+        cls_head=dict(in_channels=embed_dims * 8, projector_dims=projector_dims)))
+tta_model = dict(crop_size=img_size)
+
+train_pipeline = [
+    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
+    dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.08, 1.0)),
+    dict(type='CXRRandomRotate', max_angle=10., prob=0.5),
+    dict(type='PackCXRInputs'),
+]
+val_pipeline = [
+    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
+    dict(type='CXRResize', scale=(test_size, test_size)),
+    dict(type='mmcv.CenterCrop', crop_size=img_size),
+    dict(type='PackCXRInputs'),
+]
+test_pipeline = [  # TenCropTTA (--tta) takes the crops
+    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
+    dict(type='CXRResize', scale=(test_size, test_size)),
+    dict(type='PackCXRInputs'),
+]
+
+
+def _pairs(split, pipeline):  # noqa: E302  (evaluated when the config is read)
+    return [
+        dict(task='cls',
+             dataset=dict(type='CXRDataset', data_root=_base_.phantom_root + name,
+                          ann_file=f'annotations/{split}.json', task='cls', pipeline=pipeline,
+                          test_mode=split != 'train'))
+        for name in ark_phantoms
+    ]
+
+
+train_dataloader = dict(
+    sampler=dict(iters_per_visit=iters_per_visit),
+    dataset=dict(pairs=_pairs('train', train_pipeline)))
+val_dataloader = dict(dataset=dict(pairs=_pairs('val', val_pipeline)))
+test_dataloader = dict(dataset=dict(pairs=_pairs('test', test_pipeline)))
+
+optim_wrapper = dict(
+    type='SafeOptimWrapper',
+    constructor='StudentOptimWrapperConstructor',  # the student only (configs/ark.py)
+    optimizer=dict(type='SGD', lr=base_lr, momentum=0.9, nesterov=True, weight_decay=0.))
+train_cfg = dict(type='CyclicTrainLoop', max_visits=max_epochs * len(ark_phantoms),
+                 val_interval=val_interval)
+val_cfg = dict(type='TeacherStudentValLoop')
+test_cfg = dict(type='TestLoop')  # the teacher (model.predict_on)
+# epochs = cycles of the 4 visits (see configs/ark.py)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=True, convert_to_iter_based=True,
+         begin=0, end=warmup_epochs),
+    dict(type='CosineAnnealingLR', eta_min=0., by_epoch=True, convert_to_iter_based=True,
+         begin=warmup_epochs, end=max_epochs),
+]
+custom_hooks = _base_.custom_hooks + [
+    dict(type='TeacherEMAHook', momentum=ema_momentum, interval='visit'),
+]
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=val_interval, save_best=['student/score', 'teacher/score'],
+                    rule='greater', max_keep_ckpts=2))
+randomness = dict(seed=0)

@@ -1,0 +1,4 @@
+"""Test-time augmentation wrappers (mmengine ``BaseTTAModel`` pattern)."""
+from .ten_crop import FIVE_CROPS, TenCropTTA
+
+__all__ = ['FIVE_CROPS', 'TenCropTTA']
