@@ -6,15 +6,14 @@ Dice) in the work dir. The command-line conventions of mmdetection's ``tools/tes
 """
 import argparse
 import os
-import os.path as osp
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from fxmm.utils import register_all_modules
 from fxmm.utils.config_checks import check_config
-from train import setup_cpu_distributed  # tools/train.py, next to this script
+from fxmm.utils.launch import check_checkpoint, load_config, setup_cpu_distributed
 
 
 def parse_args():
@@ -48,19 +47,8 @@ def parse_args():
 def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file {args.config!r} does not exist')
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = args.checkpoint
+    cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir)
+    cfg.load_from = check_checkpoint(args.checkpoint)
     cfg.resume = False
 
     if args.tta:
