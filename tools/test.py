@@ -13,7 +13,8 @@ from mmengine.runner import Runner
 
 from fxmm.utils import register_all_modules
 from fxmm.utils.config_checks import check_config
-from fxmm.utils.launch import check_checkpoint, load_config, setup_cpu_distributed
+from fxmm.utils.launch import (check_checkpoint, load_config, setup_cpu_distributed,
+                               shutdown_distributed)
 
 
 def parse_args():
@@ -69,6 +70,7 @@ def main():
     check_config(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.test()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

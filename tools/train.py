@@ -14,7 +14,8 @@ from fxmm.engine.optim_wrappers import AMP_VARIANTS
 from fxmm.utils import register_all_modules
 from fxmm.utils.config_checks import check_config
 from fxmm.utils.launch import (check_checkpoint, find_resume_checkpoint, load_config,
-                               setup_cpu_distributed)
+                               setup_cpu_distributed,
+                               shutdown_distributed)
 
 
 def parse_args():
@@ -74,6 +75,7 @@ def main():
     setup_cpu_distributed(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -117,3 +117,14 @@ def setup_cpu_distributed(cfg: Config) -> None:
         type='MMDistributedDataParallel', broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = dict(wrapper, device_ids=None)
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group cleanly at the end of a tool run.
+
+    mmengine never destroys the group; a gloo process that exits with it alive can abort in
+    its destructor ("terminate called without an active exception") and fail the launch.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
