@@ -6,8 +6,6 @@ import argparse
 import json
 import re
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -24,6 +22,7 @@ from fxmm.engine.schedules import build_schedule
 from fxmm.registry import MODELS, PARAM_SCHEDULERS
 # the Swin formula of the FoundationX tests (tests/ is on sys.path: its conftest.py)
 from test_models.test_foundation_x import swin_param_count
+from fxmm.testing.cli import run_python
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ARK = osp.join(ROOT, 'configs', 'ark.py')
@@ -175,19 +174,13 @@ def cfg_options(args):
     return parser.parse_args(['--cfg-options', *args]).cfg_options
 
 
-def _run(args, cwd):
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
-
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     cwd = tmp_path_factory.mktemp('ark_demo')
-    _run(['-m', 'data_converters.synthetic', '--out', str(cwd / 'data' / 'phantoms'),
+    run_python(['-m', 'data_converters.synthetic', '--out', str(cwd / 'data' / 'phantoms'),
           '--num-train', '4', '--num-val', '4', '--num-test', '4', '--size', '64'], ROOT)
-    log = _run([osp.join(ROOT, 'tools', 'train.py'), DEMO, '--work-dir', 'work',
+    log = run_python([osp.join(ROOT, 'tools', 'train.py'), DEMO, '--work-dir', 'work',
                 '--cfg-options', *TINY], cwd)
     return cwd, log
 
@@ -209,7 +202,7 @@ def test_demo_trains_every_cls_pair_in_turn_and_evaluates_both_copies(trained):
 def test_demo_test_evaluates_the_teacher(trained):
     cwd, _ = trained
     ckpt = (cwd / 'work' / 'last_checkpoint').read_text().strip()
-    log = _run([osp.join(ROOT, 'tools', 'test.py'), DEMO, ckpt, '--work-dir', 'test',
+    log = run_python([osp.join(ROOT, 'tools', 'test.py'), DEMO, ckpt, '--work-dir', 'test',
                 '--cfg-options', *TINY], cwd)
     assert 'test results' in log
     table = (cwd / 'test' / 'test_results' / 'results.md').read_text()

@@ -9,8 +9,6 @@ of the run only. One subprocess runs the five twins (about a minute on 2 free CP
 import glob
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,6 +17,7 @@ from mmengine.config import Config
 from fxmm.datasets.few_shot import few_shot_indices
 from fxmm.engine.hooks.lock_release_hook import FOUNDATION_X_LOCK_MODULES
 from fxmm.registry import DATASETS, MODELS
+from fxmm.testing.cli import run_python
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 FINETUNE = osp.join(ROOT, 'configs', 'finetune')
@@ -160,16 +159,10 @@ for argv in json.loads(sys.argv[1]):
 '''
 
 
-def _run(args, cwd):
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
 @pytest.fixture(scope='module')
 def phantoms(tmp_path_factory):
     cwd = tmp_path_factory.mktemp('finetune')
-    _run(['-m', 'data_converters.synthetic', '--out', str(cwd / 'data' / 'phantoms'),
+    run_python(['-m', 'data_converters.synthetic', '--out', str(cwd / 'data' / 'phantoms'),
           '--num-train', '6', '--num-val', '2', '--num-test', '2', '--size', str(SIZE),
           '--datasets', 'phantom_seg', 'phantom_loc'], ROOT)
     return cwd
@@ -200,7 +193,7 @@ def runs(phantoms, pretrained):
               '--cfg-options', *TINY, f'default_hooks.checkpoint.interval={interval}',
               f'model.init_cfg.checkpoint={ckpt}', f'visualizer.name=vis_{name}']
              for name, (config, interval) in RUNS.items()]
-    _run(['-c', DRIVER, json.dumps(argvs)], phantoms)
+    run_python(['-c', DRIVER, json.dumps(argvs)], phantoms)
 
     def result(name):
         work = phantoms / name

@@ -5,10 +5,10 @@ evaluation, a checkpoint, then the test split's results table.
 """
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
+
+from fxmm.testing.cli import run_python
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
@@ -25,19 +25,13 @@ TINY = [
 ]
 
 
-def _run(args, cwd):
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
-
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     cwd = tmp_path_factory.mktemp('demo')
-    _run(['-m', 'data_converters.synthetic', '--out', str(cwd / 'data' / 'phantoms'),
+    run_python(['-m', 'data_converters.synthetic', '--out', str(cwd / 'data' / 'phantoms'),
           '--num-train', '8', '--num-val', '4', '--num-test', '4', '--size', '64'], ROOT)
-    log = _run([osp.join(ROOT, 'tools', 'train.py'), CONFIG, '--work-dir', 'work',
+    log = run_python([osp.join(ROOT, 'tools', 'train.py'), CONFIG, '--work-dir', 'work',
                 '--cfg-options', *TINY], cwd)
     return cwd, log
 
@@ -54,7 +48,7 @@ def test_train_runs_every_pair_and_evaluates(trained):
 def test_test_writes_the_results_table(trained):
     cwd, _ = trained
     ckpt = (cwd / 'work' / 'last_checkpoint').read_text().strip()
-    log = _run([osp.join(ROOT, 'tools', 'test.py'), CONFIG, ckpt, '--work-dir', 'test',
+    log = run_python([osp.join(ROOT, 'tools', 'test.py'), CONFIG, ckpt, '--work-dir', 'test',
                 '--cfg-options', *TINY], cwd)
     table = (cwd / 'test' / 'test_results' / 'results.md').read_text()
     for name in ('phantom_cls', 'phantom_loc', 'phantom_seg', 'phantom_ptx'):
@@ -65,7 +59,7 @@ def test_test_writes_the_results_table(trained):
 
 def test_browse_dataset_saves_drawn_samples(trained):
     cwd, _ = trained
-    log = _run([osp.join(ROOT, 'tools', 'misc', 'browse_dataset.py'), CONFIG,
+    log = run_python([osp.join(ROOT, 'tools', 'misc', 'browse_dataset.py'), CONFIG,
                 '--output-dir', 'browse', '--num', '1'], cwd)
     saved = sorted(p.parent.name for p in (cwd / 'browse').glob('*/000.png'))
     assert saved == sorted(['phantom_cls.cls', 'phantom_loc.cls', 'phantom_loc.loc',
