@@ -58,6 +58,7 @@ from fxmm.structures.cxr_data_sample import TASKS, CXRDataSample, check_task
 from fxmm.structures.mask_rle import decode_mask, encode_mask
 from fxmm.utils import register_all_modules
 from fxmm.visualization import draw_cxr
+from fxmm.utils.atomic_io import atomic_write_bytes
 
 InputsType = Union[str, Sequence[str]]
 #: file suffixes a folder is scanned for (files without a suffix are read as bare DICOM)
@@ -165,19 +166,6 @@ def _foundation_x_cfg(model_cfg: dict) -> dict:
 def _reason(error: Exception) -> str:
     """The message of a failure; a CXRImageError's already names the file and the reason."""
     return str(error) if isinstance(error, CXRImageError) else f'{type(error).__name__}: {error}'
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + os.replace."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
 
 
 def _png_bytes(canvas: np.ndarray) -> bytes:
@@ -561,7 +549,7 @@ class FXInferencer(BaseInferencer):
                 if overlay_dir:
                     for result, canvas in zip(results, self.visualize(images, results)):
                         result['overlay'] = self._overlay_path(overlay_dir, result, used_names)
-                        _write_atomic(result['overlay'], _png_bytes(canvas))
+                        atomic_write_bytes(_png_bytes(canvas), result['overlay'])
                 predictions.extend(results)
             if progress is not None:
                 progress.update(len(images) + len(chunk_errors))
@@ -593,10 +581,10 @@ class FXInferencer(BaseInferencer):
                         score_thr=self.score_thr,
                         pipeline=[repr(self.loader)] + [repr(t) for t in self.pipeline.transforms])
             text = json.dumps(dict(meta=meta, **output), indent=1)
-            _write_atomic(osp.join(out_dir, 'predictions.json'), text.encode('utf-8'))
+            atomic_write_bytes(text.encode('utf-8'), osp.join(out_dir, 'predictions.json'))
         if save_csv:
-            _write_atomic(osp.join(out_dir, 'predictions.csv'),
-                          predictions_to_csv(output).encode('utf-8'))
+            atomic_write_bytes(predictions_to_csv(output).encode('utf-8'),
+                               osp.join(out_dir, 'predictions.csv'))
 
 
 def predictions_to_csv(output: dict) -> str:

@@ -7,31 +7,12 @@ target: a reader sees the old file or the complete new one, never a partial one.
 checkpoints with ``default_hooks.checkpoint.backend_args = dict(backend='atomic_local')``
 (fxmm's default runtime does).
 """
-import os
-import os.path as osp
-import tempfile
 from pathlib import Path
 from typing import Union
 
 from mmengine.fileio import LocalBackend, register_backend
 
-
-def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
-    """Write ``data`` to ``filepath`` atomically (temporary file + fsync + rename)."""
-    filepath = str(filepath)
-    folder = osp.dirname(osp.abspath(filepath))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(filepath)}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filepath)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+from fxmm.utils.atomic_io import atomic_write_bytes
 
 
 @register_backend('atomic_local')

@@ -4,10 +4,10 @@ import math
 import os
 import os.path as osp
 import re
-import tempfile
 from typing import Any, Dict, Optional, Tuple
 
 from fxmm.structures.cxr_data_sample import TASKS
+from fxmm.utils.atomic_io import atomic_write_bytes
 
 # (column title, task, metric name in '<dataset>.<task>/<metric>')
 COLUMNS = (('Cls AUC', 'cls', 'AUC'), ('Loc mAP40', 'loc', 'mAP40'), ('Seg Dice', 'seg', 'Dice'))
@@ -78,18 +78,6 @@ def _jsonable(value: Any) -> Any:
     return None if math.isnan(value) else value
 
 
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (no torn files)."""
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), prefix=f'.{osp.basename(path)}.')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def save_results(metrics: Dict[str, Any], out_dir: str,
                  model_name: str = 'student') -> Tuple[str, str]:
     """Write ``results.json`` (every metric; nan as null) and ``results.md`` (the table).
@@ -104,7 +92,7 @@ def save_results(metrics: Dict[str, Any], out_dir: str,
     """
     os.makedirs(out_dir, exist_ok=True)
     json_path, md_path = osp.join(out_dir, 'results.json'), osp.join(out_dir, 'results.md')
-    _write_atomic(json_path, json.dumps({k: _jsonable(v) for k, v in metrics.items()},
-                                        indent=2) + '\n')
-    _write_atomic(md_path, results_table(metrics, model_name)[0])
+    atomic_write_bytes((json.dumps({k: _jsonable(v) for k, v in metrics.items()}, indent=2)
+                        + '\n').encode('utf-8'), json_path)
+    atomic_write_bytes(results_table(metrics, model_name)[0].encode('utf-8'), md_path)
     return json_path, md_path
