@@ -18,28 +18,23 @@ original image's pixels and are returned as plain dicts and, with ``out_dir``, w
   of the binary mask, decodable with ``pycocotools.mask.decode`` or
   :func:`fxmm.structures.mask_rle.decode_mask`; a dataset lists only the tasks it has).
 - ``<out_dir>/predictions.csv``: one row per image x dataset x item, columns
-  :data:`CSV_FIELDS`: ``task='cls'`` rows give a class probability in ``score``,
-  ``task='loc'`` rows a box (``class``, ``score``, ``x1``..``y2``), ``task='seg'`` rows a
-  mask area in ``area_px``; a file that failed has one row with only ``img_path`` and
-  ``error``.
-- ``<out_dir>/overlays/<stem>.png``: one panel per dataset (see :func:`draw_overlay`).
+  :data:`~fxmm.apis.predictions_csv.CSV_FIELDS`: ``task='cls'`` rows give a class
+  probability in ``score``, ``task='loc'`` rows a box (``class``, ``score``,
+  ``x1``..``y2``), ``task='seg'`` rows a mask area in ``area_px``; a file that failed has
+  one row with only ``img_path`` and ``error``.
+- ``<out_dir>/overlays/<stem>.png``: one panel per dataset (see
+  :func:`~fxmm.apis.overlay.draw_overlay`).
 
 Every file is written to a temporary name and moved into place, so an interrupted run never
 leaves a half-written file.
 """
-import copy
-import csv
-import io
 import json
 import logging
-import math
 import os
 import os.path as osp
 import sys
-from collections import OrderedDict
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
@@ -55,198 +50,24 @@ from fxmm.datasets.image_io import CXRImageError
 from fxmm.models.foundation_x import CLASS_KEYS, FoundationX
 from fxmm.registry import MODELS, TRANSFORMS
 from fxmm.structures.cxr_data_sample import TASKS, CXRDataSample, check_task
-from fxmm.structures.mask_rle import decode_mask, encode_mask
+from fxmm.structures.mask_rle import encode_mask
 from fxmm.utils import register_all_modules
-from fxmm.visualization import draw_cxr
 from fxmm.utils.atomic_io import atomic_write_bytes
+from .model_setup import (MODEL_COPIES, find_test_transforms, inference_model_cfg,
+                          select_model_copy)
+from .overlay import draw_overlay, overlay_png
+from .predictions_csv import predictions_to_csv
 
 InputsType = Union[str, Sequence[str]]
 #: file suffixes a folder is scanned for (files without a suffix are read as bare DICOM)
 IMAGE_SUFFIXES = tuple(sorted(IMAGE_FORMAT_OF_SUFFIX))
-#: columns of predictions.csv
-CSV_FIELDS = ('img_path', 'dataset', 'task', 'class', 'score', 'x1', 'y1', 'x2', 'y2',
-              'area_px', 'error')
-#: the two copies a TeacherStudent checkpoint holds, as ``use`` names them
-MODEL_COPIES = ('teacher', 'student')
 # the metainfo the inference pipeline packs (no dataset/task: every head runs)
 _META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'scale_factor')
-# header bar above each overlay panel: height as a fraction of the panel width (min 16 px)
-_HEADER_FRACTION = 0.06
-
-
-def select_model_copy(state_dict: dict, use: Optional[str] = None) -> Tuple[dict, Optional[str]]:
-    """Pick one model out of a ``TeacherStudent`` state dict.
-
-    A ``TeacherStudent`` checkpoint holds ``student.<key>`` and ``teacher.<key>`` (plus its
-    ``progress`` buffer); a ``FoundationX`` checkpoint holds ``<key>``. The chosen copy's keys
-    lose their prefix, the other copy and unprefixed keys are dropped; a plain state dict is
-    returned as it is.
-
-    Args:
-        state_dict (dict): The checkpoint's ``state_dict``.
-        use (str, optional): ``'teacher'`` or ``'student'``; None picks the teacher if the
-            checkpoint has one, else the student. Ignored for a plain state dict.
-
-    Returns:
-        tuple[dict, str | None]: The FoundationX state dict (keeping ``_metadata``) and the
-        copy it came from (None for a plain state dict).
-
-    Raises:
-        ValueError: ``use`` is not a copy name, or names a copy the checkpoint lacks.
-    """
-    if use is not None and use not in MODEL_COPIES:
-        raise ValueError(f'use must be one of {MODEL_COPIES} or None, got {use!r}')
-    present = [name for name in MODEL_COPIES
-               if any(key.startswith(name + '.') for key in state_dict)]
-    if not present:
-        return state_dict, None
-    if use is None:
-        use = present[0]
-    elif use not in present:
-        raise ValueError(f'the checkpoint has no {use} copy (its copies: {present})')
-    prefix = use + '.'
-    selected = OrderedDict((key[len(prefix):], value) for key, value in state_dict.items()
-                           if key.startswith(prefix))
-    metadata = getattr(state_dict, '_metadata', None)
-    if metadata is not None:
-        selected._metadata = OrderedDict(
-            (key[len(prefix):] if key.startswith(prefix) else '', value)
-            for key, value in metadata.items() if key.startswith(prefix) or key == use)
-    return selected, use
-
-
-def find_test_transforms(cfg: Config) -> Dict[str, dict]:
-    """The ``LoadCXRImage`` and ``CXRResize`` configs of a config's test pipeline.
-
-    Looked up in ``cfg.test_pipeline``, then in every ``pipeline`` under
-    ``cfg.test_dataloader`` (e.g. each pair of a ``MultiTaskDataset``); the first of each
-    type wins.
-
-    Args:
-        cfg (Config): A training/test config.
-
-    Returns:
-        dict[str, dict]: Type name (without scope) -> a copy of its config, for the types
-        found.
-    """
-    pipelines = [cfg.get('test_pipeline') or []]
-
-    def collect(node):
-        if isinstance(node, dict):
-            if isinstance(node.get('pipeline'), (list, tuple)):
-                pipelines.append(node['pipeline'])
-            for value in node.values():
-                collect(value)
-        elif isinstance(node, (list, tuple)):
-            for value in node:
-                collect(value)
-
-    collect(cfg.get('test_dataloader'))
-    found = {}
-    for pipeline in pipelines:
-        for transform in pipeline:
-            name = str(transform.get('type', '')).rpartition('.')[2]
-            if name in ('LoadCXRImage', 'CXRResize') and name not in found:
-                found[name] = copy.deepcopy(dict(transform))
-    return found
-
-
-def _foundation_x_cfg(model_cfg: dict) -> dict:
-    """The FoundationX config of a model config; a TeacherStudent's inner model (built once,
-    not twice), with the TeacherStudent's data preprocessor if it sets one."""
-    model_cfg = copy.deepcopy(model_cfg)
-    if str(model_cfg.get('type', '')).rpartition('.')[2] != 'TeacherStudent':
-        return model_cfg
-    inner = model_cfg['model']
-    if model_cfg.get('data_preprocessor') is not None:
-        inner['data_preprocessor'] = model_cfg['data_preprocessor']
-    return inner
 
 
 def _reason(error: Exception) -> str:
     """The message of a failure; a CXRImageError's already names the file and the reason."""
     return str(error) if isinstance(error, CXRImageError) else f'{type(error).__name__}: {error}'
-
-
-def _png_bytes(canvas: np.ndarray) -> bytes:
-    """PNG encoding of an RGB uint8 canvas (H, W, 3)."""
-    ok, png = cv2.imencode('.png', cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError(f'OpenCV could not encode a {canvas.shape} overlay as PNG')
-    return png.tobytes()
-
-
-def draw_overlay(img: np.ndarray,
-                 result: dict,
-                 class_names: Dict[str, Dict[str, list]],
-                 panel_size: Optional[int] = 512,
-                 max_cols: int = 4) -> np.ndarray:
-    """Draw one image's results, one panel per dataset, panels in a grid.
-
-    Each panel is the image with that dataset's masks (coloured, labelled at their centre),
-    boxes (with label and score) and its 3 most probable classes (top left), under a header
-    bar with the dataset's name. A result without datasets gives one panel of the bare image.
-
-    Layout: the image is resized so that its long side is ``panel_size`` (keeping its aspect
-    ratio; ``None`` keeps the original size, so panel pixels are original pixels); a panel is
-    then ``(header + h, w)`` with ``header = max(16, round(0.06 * w))``; ``min(n, max_cols)``
-    panels per row, rows top to bottom, in the order of ``result['datasets']``.
-
-    Args:
-        img (np.ndarray): The original image, shape (H, W), any intensity range.
-        result (dict): One result of :class:`FXInferencer` (boxes and masks in (H, W)).
-        class_names (dict): Dataset -> ``dict(cls_classes=..., det_classes=...,
-            seg_classes=...)`` (``FoundationX.class_names``), for colours by class index.
-        panel_size (int, optional): Long side of a panel's image. Defaults to 512.
-        max_cols (int): Panels per row at most. Defaults to 4.
-
-    Returns:
-        np.ndarray: uint8 RGB canvas, shape (rows * (header + h), cols * w, 3).
-    """
-    ori_h, ori_w = img.shape[:2]
-    scale = 1. if panel_size is None else panel_size / max(ori_h, ori_w)
-    w, h = max(1, round(ori_w * scale)), max(1, round(ori_h * scale))
-    if (w, h) != (ori_w, ori_h):
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        img = cv2.resize(np.asarray(img, dtype=np.float32), (w, h), interpolation=interp)
-    # (sx, sy, sx, sy): original -> panel pixels, exact per axis after rounding the size
-    box_scale = np.array([w / ori_w, h / ori_h] * 2, dtype=np.float32)
-    panels = []
-    for name, preds in result['datasets'].items():
-        classes = class_names[name]
-        kwargs = dict(det_classes=classes['det_classes'], seg_classes=classes['seg_classes'])
-        if 'cls' in preds:
-            kwargs['cls_scores'] = preds['cls']
-        if preds.get('loc'):
-            kwargs.update(
-                boxes=np.array([box['bbox'] for box in preds['loc']], dtype=np.float32)
-                * box_scale,
-                box_labels=[classes['det_classes'].index(box['label']) for box in preds['loc']],
-                box_scores=[box['score'] for box in preds['loc']])
-        if 'seg' in preds:
-            masks = np.zeros((len(classes['seg_classes']), h, w), dtype=np.uint8)
-            for k, seg_class in enumerate(classes['seg_classes']):
-                if seg_class in preds['seg']:
-                    mask = decode_mask(preds['seg'][seg_class]['rle'], ori_h, ori_w)
-                    masks[k] = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
-            kwargs['masks'] = masks
-        panels.append((name, draw_cxr(img, **kwargs)))
-    if not panels:
-        panels.append(('no outputs', draw_cxr(img)))
-
-    header = max(16, round(_HEADER_FRACTION * w))
-    cols = min(len(panels), max_cols)
-    rows = math.ceil(len(panels) / cols)
-    canvas = np.zeros((rows * (header + h), cols * w, 3), dtype=np.uint8)
-    font = header / 40.
-    for i, (name, panel) in enumerate(panels):
-        top, left = (i // cols) * (header + h), (i % cols) * w
-        canvas[top:top + header, left:left + w] = 40  # dark grey bar
-        cv2.putText(canvas, name, (left + 4, top + int(header * 0.75)),
-                    cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), max(1, round(font * 2)),
-                    cv2.LINE_AA)
-        canvas[top + header:top + header + h, left:left + w] = panel
-    return canvas
 
 
 class FXInferencer(BaseInferencer):
@@ -324,7 +145,7 @@ class FXInferencer(BaseInferencer):
     def _init_model(self, cfg: Config, weights: Optional[str], device: str) -> FoundationX:
         """Build the FoundationX of ``cfg.model`` and load ``weights`` into it, strictly."""
         with DefaultScope.overwrite_default_scope('fxmm'):
-            model = MODELS.build(_foundation_x_cfg(cfg.model))
+            model = MODELS.build(inference_model_cfg(cfg.model))
         if not isinstance(model, FoundationX):
             raise TypeError(f'FXInferencer needs a FoundationX (or TeacherStudent) model, the '
                             f'config builds a {type(model).__name__}')
@@ -549,7 +370,7 @@ class FXInferencer(BaseInferencer):
                 if overlay_dir:
                     for result, canvas in zip(results, self.visualize(images, results)):
                         result['overlay'] = self._overlay_path(overlay_dir, result, used_names)
-                        atomic_write_bytes(_png_bytes(canvas), result['overlay'])
+                        atomic_write_bytes(overlay_png(canvas), result['overlay'])
                 predictions.extend(results)
             if progress is not None:
                 progress.update(len(images) + len(chunk_errors))
@@ -586,35 +407,3 @@ class FXInferencer(BaseInferencer):
             atomic_write_bytes(predictions_to_csv(output).encode('utf-8'),
                                osp.join(out_dir, 'predictions.csv'))
 
-
-def predictions_to_csv(output: dict) -> str:
-    """The rows of predictions.csv (columns :data:`CSV_FIELDS`, see the module docstring).
-
-    Args:
-        output (dict): ``{'predictions': [...], 'errors': [...]}`` of :class:`FXInferencer`.
-
-    Returns:
-        str: CSV text with a header line.
-    """
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator='\n')
-    writer.writeheader()
-    for result in output['predictions']:
-        for name, preds in result['datasets'].items():
-            row = dict(img_path=result['img_path'], dataset=name)
-            for cls_name, prob in preds.get('cls', {}).items():
-                writer.writerow(dict(row, task='cls', **{'class': cls_name}, score=prob))
-            for box in preds.get('loc', []):
-                x1, y1, x2, y2 = box['bbox']
-                writer.writerow(dict(row, task='loc', **{'class': box['label']},
-                                     score=box['score'], x1=x1, y1=y1, x2=x2, y2=y2))
-            for seg_name, mask in preds.get('seg', {}).items():
-                writer.writerow(dict(row, task='seg', **{'class': seg_name},
-                                     area_px=mask['area_px']))
-    for error in output['errors']:
-        writer.writerow(dict(img_path=error['img_path'], error=error['error']))
-    return buffer.getvalue()
-
-
-__all__ = ['FXInferencer', 'draw_overlay', 'find_test_transforms', 'predictions_to_csv',
-           'select_model_copy', 'CSV_FIELDS', 'IMAGE_SUFFIXES', 'MODEL_COPIES']

@@ -20,8 +20,8 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData, PixelData
 
 from data_converters.synthetic import generate_phantom_datasets
-from fxmm.apis.inferencer import (CSV_FIELDS, FXInferencer, draw_overlay,
-                                  find_test_transforms, select_model_copy)
+from fxmm.apis import (CSV_FIELDS, FXInferencer, draw_overlay, find_test_transforms,
+                       select_model_copy)
 from fxmm.datasets.transforms.loading import LoadCXRImage
 from fxmm.registry import MODELS
 from fxmm.structures.mask_rle import decode_mask
