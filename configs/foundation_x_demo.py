@@ -25,7 +25,7 @@ embed_dims = 48        # Swin width (Swin-B: 128)
 num_queries = 30       # DINO queries (paper: 900)
 seg_channels = 32      # shared UperNet width (paper: 128)
 with_cp = False        # gradient checkpointing of Swin stages (saves memory, ~30% slower);
-                       # single process only for now: DDP fails, see docs/reliability.md
+                       # works under DDP too, see docs/reliability.md
 # the class lists of every phantom dataset (data_converters/synthetic.py writes them)
 datasets = dict(
     phantom_cls=dict(cls_classes=['nodule', 'mass', 'consolidation', 'effusion',

@@ -1,4 +1,5 @@
 """Models: FoundationX and its parts."""
+from .backbones import *  # noqa: F401,F403
 from .data_preprocessors import *  # noqa: F401,F403
 from .detectors import *  # noqa: F401,F403
 from .foundation_x import FoundationX

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from fxmm.registry import MODELS
 from fxmm.structures.cxr_data_sample import TASKS, CXRDataSample, check_task, pair_name
+from .backbones import use_non_reentrant_checkpoint
 from .data_preprocessors.cxr_data_preprocessor import batch_pair
 
 # the per-dataset class lists a `datasets` entry may hold, and the task each one serves
@@ -54,6 +55,8 @@ class FoundationX(BaseModel):
     Args:
         backbone (dict): Backbone config returning 4 channels-first maps, strides 4..32, e.g.
             ``dict(type='mmpretrain.SwinTransformer', arch='base', out_indices=(0, 1, 2, 3))``.
+            Its Swin blocks are made :class:`~fxmm.models.backbones.NonReentrantSwinBlock`,
+            so that ``with_cp=True`` works under DDP (same parameters and state dict keys).
         datasets (dict[str, dict]): Dataset name -> ``dict(cls_classes=[...],
             det_classes=[...], seg_classes=[...])``; absent or empty lists mean the dataset
             has no such task. Names may not contain '.'.
@@ -92,6 +95,8 @@ class FoundationX(BaseModel):
             raise ValueError('FoundationX: seg_neck and seg_head go together; got only '
                              f"{'seg_neck' if seg_head is None else 'seg_head'}")
         self.backbone = MODELS.build(backbone)
+        # mmpretrain's Swin checkpoints (with_cp) in reentrant mode, which DDP rejects
+        use_non_reentrant_checkpoint(self.backbone)
         self.cls_head = self._build_task_head('cls', cls_head)
         self.loc_head = self._build_task_head('loc', loc_head)
         self.seg_neck = MODELS.build(seg_neck) if seg_neck is not None else None

@@ -4,14 +4,17 @@ import os.path as osp
 import socket
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.model import MMDistributedDataParallel
+from mmpretrain.models.backbones.swin_transformer import SwinBlock
 from torch import nn
 
 import fxmm.engine.optim_wrappers as optim_wrappers
+from fxmm.models.backbones import NonReentrantSwinBlock, use_non_reentrant_checkpoint
 from fxmm.registry import MODELS, OPTIM_WRAPPERS
 from fxmm.testing import demo_cxr_inputs, get_tiny_model_cfg
 
@@ -145,38 +148,73 @@ def test_with_cp_gives_the_same_loss_and_grads(monkeypatch):
                                    msg=name)
 
 
-def _with_cp_ddp_worker(rank, port, errors):
+def _with_cp_ddp_worker(rank, port, results):
+    """One SGD step (lr 1) of the DDP-wrapped tiny model without and with ``with_cp``:
+    puts (rank, error or (losses, parameter updates))."""
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
                             world_size=2)
     torch.set_num_threads(1)
-    model = build_model(with_cp=True)
-    ddp = MMDistributedDataParallel(model, find_unused_parameters=True)
-    wrapper = OPTIM_WRAPPERS.build(dict(
-        type='OptimWrapper', optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
     try:
-        ddp.train_step(demo_cxr_inputs(2, 64, 'seg', 'jsrt', num_seg=3, seed=rank), wrapper)
-        errors.put((rank, None))
+        runs = []
+        for with_cp in (False, True):
+            model = build_model(with_cp=with_cp, drop_path_rate=0.2)
+            before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            ddp = MMDistributedDataParallel(model, find_unused_parameters=True)
+            wrapper = OPTIM_WRAPPERS.build(dict(
+                type='OptimWrapper', optimizer=torch.optim.SGD(model.parameters(), lr=1.)))
+            data = demo_cxr_inputs(2, 64, 'seg', 'jsrt', num_seg=3, seed=rank)
+            with torch.random.fork_rng():
+                torch.manual_seed(rank)  # drop path, drawn per rank
+                log_vars = ddp.train_step(data, wrapper)
+            # numpy: tensors would travel through shared memory that dies with the process
+            updates = {n: (before[n] - p.detach()).numpy()
+                       for n, p in model.named_parameters()}
+            runs.append((float(log_vars['loss']), updates))
+        results.put((rank, runs))
     except RuntimeError as err:
-        errors.put((rank, str(err)))
+        results.put((rank, str(err)))
+    finally:
+        dist.destroy_process_group()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "mmpretrain 1.2.0's Swin calls torch.utils.checkpoint with the reentrant default, which "
-    "DDP with find_unused_parameters=True rejects ('marked as ready twice'); passes once the "
-    'checkpoint is non-reentrant (docs/reliability.md)'))
 def test_with_cp_under_ddp():
+    """Two gloo processes, DDP with find_unused_parameters=True: the checkpointed Swin
+    (non-reentrant, fxmm.models.backbones) trains, with the loss and the all-reduced
+    gradients of the run without checkpointing, the same on both ranks."""
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
     ctx = torch.multiprocessing.get_context('fork')
-    errors = ctx.Queue()
-    procs = [ctx.Process(target=_with_cp_ddp_worker, args=(rank, port, errors))
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_with_cp_ddp_worker, args=(rank, port, queue))
              for rank in (0, 1)]
     for proc in procs:
         proc.start()
-    results = dict(errors.get(timeout=120) for _ in procs)
+    results = dict(queue.get(timeout=120) for _ in procs)
     for proc in procs:
         proc.join(timeout=30)
         if proc.is_alive():
             proc.kill()
-    assert results == {0: None, 1: None}, results
+    errors = {rank: r for rank, r in results.items() if isinstance(r, str)}
+    assert not errors, errors
+    for rank in (0, 1):
+        (loss_plain, plain), (loss_cp, checkpointed) = results[rank]
+        assert loss_cp == pytest.approx(loss_plain, rel=1e-6)
+        assert plain.keys() == checkpointed.keys()
+        assert sum(bool(u.any()) for u in plain.values()) > 100  # the step moved the model
+        for name in plain:
+            np.testing.assert_allclose(checkpointed[name], plain[name], rtol=1e-4, atol=1e-6,
+                                       err_msg=f'rank {rank}: {name}')
+    for name, update in results[0][1][1].items():  # DDP: both ranks took the same step
+        np.testing.assert_array_equal(results[1][1][1][name], update, err_msg=name)
+
+
+def test_with_cp_keeps_mmpretrain_state_dict_keys():
+    """The non-reentrant blocks are the same modules: the converters' mmpretrain keys."""
+    cfg = get_tiny_model_cfg()
+    plain = MODELS.build(cfg.backbone)
+    model = build_model(with_cp=True)
+    assert model.backbone.state_dict().keys() == plain.state_dict().keys()
+    assert all(isinstance(m, NonReentrantSwinBlock)
+               for m in model.backbone.modules() if isinstance(m, SwinBlock))
+    assert use_non_reentrant_checkpoint(model) == 0  # already converted
