@@ -406,4 +406,3 @@ class FXInferencer(BaseInferencer):
         if save_csv:
             atomic_write_bytes(predictions_to_csv(output).encode('utf-8'),
                                osp.join(out_dir, 'predictions.csv'))
-

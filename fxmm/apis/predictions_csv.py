@@ -36,4 +36,3 @@ def predictions_to_csv(output: dict) -> str:
     for error in output['errors']:
         writer.writerow(dict(img_path=error['img_path'], error=error['error']))
     return buffer.getvalue()
-
