@@ -1,0 +1,35 @@
+"""Helpers of the checkpoint converters in ``tools/model_converters/``: read a checkpoint,
+rename its keys by templates, check the result against the model that will load it, and report
+every key that found no place.
+
+- :mod:`.key_rules`: :class:`KeyRule` templates and the :class:`KeyMapper` that applies them.
+- :mod:`.key_report`: :func:`match_state_dict` and its :class:`KeyReport`.
+- :mod:`.checkpoint_files`: reading the source checkpoint, writing the converted one.
+- :mod:`.timm_swin`: timm's Swin (Ark, the authors' Foundation X) <-> mmpretrain's.
+- :mod:`.fxmm_models`: building and loading fxmm's ``FoundationX`` / ``TeacherStudent``.
+- :mod:`.fxmm_export`: exporting an fxmm model to mmpretrain / mmdet / mmseg.
+"""
+from .checkpoint_files import (add_conversion_args, load_checkpoint_file, save_converted,
+                               select_state_dict)
+from .fxmm_export import add_export_args, check_export, image_preprocessor_cfg, save_export
+from .fxmm_models import (COPIES, build_in_scope, foundation_x_cfg, fxmm_state_dict,
+                          load_config, load_fxmm_checkpoint, load_fxmm_model,
+                          teacher_student_state_dict)
+from .key_report import REGENERATED_BUFFERS, KeyReport, match_state_dict
+from .key_rules import ConversionError, KeyMapper, KeyRule, MappedStateDict, StateDict
+from .timm_swin import (infer_swin_arch, merge_norm_timm_to_unfold, merge_norm_unfold_to_timm,
+                        merge_weight_timm_to_unfold, merge_weight_unfold_to_timm,
+                        mmpretrain_swin_to_timm, swin_num_stages, swin_pad_small_map,
+                        swin_rules, timm_downsample_to_stage_end, timm_swin_to_mmpretrain)
+
+__all__ = [
+    'COPIES', 'REGENERATED_BUFFERS', 'ConversionError', 'KeyMapper', 'KeyReport', 'KeyRule',
+    'MappedStateDict', 'StateDict', 'add_conversion_args', 'add_export_args',
+    'build_in_scope', 'check_export', 'foundation_x_cfg', 'fxmm_state_dict',
+    'image_preprocessor_cfg', 'infer_swin_arch', 'load_checkpoint_file', 'load_config',
+    'load_fxmm_checkpoint', 'load_fxmm_model', 'match_state_dict',
+    'merge_norm_timm_to_unfold', 'merge_norm_unfold_to_timm', 'merge_weight_timm_to_unfold',
+    'merge_weight_unfold_to_timm', 'mmpretrain_swin_to_timm', 'save_converted', 'save_export',
+    'select_state_dict', 'swin_num_stages', 'swin_pad_small_map', 'swin_rules',
+    'teacher_student_state_dict', 'timm_downsample_to_stage_end', 'timm_swin_to_mmpretrain'
+]
