@@ -1,5 +1,6 @@
-"""Tests of TeacherStudentValLoop (both copies evaluated, prefixed metrics equal to each copy
-evaluated alone) and one tiny real training run with CyclicTrainLoop + TeacherEMAHook +
+"""Tests of TeacherStudentValLoop / TeacherStudentTestLoop (both copies evaluated, prefixed
+metrics equal to each copy evaluated alone, also under tools/test.py --tta's TenCropTTA) and one
+tiny real training run with CyclicTrainLoop + TeacherEMAHook +
 TeacherStudentValLoop + CheckpointHook(save_best=['student/score', 'teacher/score'])."""
 import glob
 import os.path as osp
@@ -11,7 +12,7 @@ from mmengine.dataset import BaseDataset, pseudo_collate
 from mmengine.evaluator import Evaluator
 from mmengine.hooks import Hook
 from mmengine.registry import DefaultScope
-from mmengine.runner import Runner, ValLoop
+from mmengine.runner import Runner, TestLoop, ValLoop
 from torch.utils.data import DataLoader
 
 import fxmm.datasets.multi_task_dataset  # noqa: F401  registers
@@ -27,8 +28,10 @@ import fxmm.models.necks.shared_upernet  # noqa: F401
 import fxmm.models.teacher_student  # noqa: F401
 from fxmm.datasets.multi_task_dataset import MultiTaskDataset
 from fxmm.datasets.samplers.multi_task_sampler import MultiTaskSampler
-from fxmm.engine.runner.teacher_student_val_loop import TeacherStudentValLoop
+from fxmm.engine.runner.teacher_student_val_loop import (TeacherStudentTestLoop,
+                                                        TeacherStudentValLoop)
 from fxmm.evaluation.metrics.multi_task_metric import MultiTaskMetric
+from fxmm.models.tta import TenCropTTA
 from fxmm.registry import DATASETS, MODELS
 from fxmm.testing._utils import demo_cxr_inputs, get_tiny_model_cfg
 
@@ -73,7 +76,9 @@ def fxmm_scope():
         yield
 
 
-def test_both_copies_are_evaluated_as_if_alone(fxmm_scope):
+def teacher_student_and_loader():
+    """A tiny TeacherStudent whose teacher differs from its student, and a sequential test
+    loader of 4 nih.cls and 4 jsrt.seg samples in batches of 2."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = MODELS.build(model_cfg())
@@ -85,6 +90,11 @@ def test_both_copies_are_evaluated_as_if_alone(fxmm_scope):
     dataset = MultiTaskDataset(pairs(4))
     dataloader = DataLoader(dataset, batch_size=2, collate_fn=pseudo_collate,
                             sampler=MultiTaskSampler(dataset, 2, mode='sequential'))
+    return model, dataloader
+
+
+def test_both_copies_are_evaluated_as_if_alone(fxmm_scope):
+    model, dataloader = teacher_student_and_loader()
     runner = Mock()
     runner.model = model
 
@@ -118,6 +128,29 @@ def test_both_copies_are_evaluated_as_if_alone(fxmm_scope):
     runner.model = model.student
     with pytest.raises(TypeError, match='needs a model with a `predict_on` switch'):
         loop.run()
+
+
+
+def test_test_loop_tests_both_copies_under_tta(fxmm_scope):
+    """tools/test.py --tta wraps the TeacherStudent in TenCropTTA: the loop switches the
+    wrapped model's copy and gives the metrics TestLoop gives on each copy."""
+    model, dataloader = teacher_student_and_loader()
+    runner = Mock()
+    runner.model = TenCropTTA(model, crop_size=48)
+
+    def evaluate(loop_type):
+        return loop_type(runner, dataloader, Evaluator([MultiTaskMetric()])).run()
+
+    metrics = evaluate(TeacherStudentTestLoop)
+    assert model.predict_on == 'student'  # restored
+    runner.call_hook.assert_any_call('after_test_epoch', metrics=metrics)
+    for side in ('student', 'teacher'):
+        model.predict_on = side
+        alone = evaluate(TestLoop)
+        assert set(metrics) >= {f'{side}/{key}' for key in alone}
+        for key, value in alone.items():
+            assert metrics[f'{side}/{key}'] == pytest.approx(value), (side, key)
+    assert metrics['student/nih.cls/AUC'] != pytest.approx(metrics['teacher/nih.cls/AUC'])
 
 
 class EMARecorder(Hook):

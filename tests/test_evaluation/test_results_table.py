@@ -65,3 +65,11 @@ def test_save_results_writes_json_and_markdown(tmp_path):
     save_results(dict(METRICS, score=0.9), str(out_dir))  # overwrites in place
     with open(json_path) as f:
         assert json.load(f)['score'] == 0.9
+
+
+def test_prefixed_blocks_keep_their_order_whatever_the_unprefixed_name():
+    metrics = {f'{side}/phantom_seg.seg/Dice': 0.5 for side in ('student', 'teacher')}
+    markdown, rows = results_table(metrics, model_name='teacher', wrapper='TenCropTTA')
+    assert list(rows) == ['student', 'teacher']
+    assert [line for line in markdown.splitlines() if line.startswith('###')] == [
+        '### student (TenCropTTA)', '### teacher (TenCropTTA)']

@@ -4,11 +4,11 @@ from typing import Dict, List, Union
 
 from mmengine.evaluator import Evaluator
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.runner import TestLoop, ValLoop
 from torch.utils.data import DataLoader
 
 from fxmm.registry import LOOPS
+from .tested_model import unwrap_tested_model
 
 SIDES = ('student', 'teacher')
 RULES = ('greater', 'less')
@@ -29,7 +29,7 @@ def evaluate_both_copies(loop, stage: str) -> dict:
     runner.call_hook(f'before_{stage}')
     runner.call_hook(f'before_{stage}_epoch')
     runner.model.eval()
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model, _ = unwrap_tested_model(runner.model)  # the TeacherStudent under DDP / TTA
     if not hasattr(model, 'predict_on'):
         raise TypeError(f'{type(loop).__name__} needs a model with a `predict_on` switch '
                         f'(TeacherStudent), got {type(model).__name__}')
