@@ -20,6 +20,7 @@ from .few_shot import describe_subset, few_shot_indices
 from .bad_image_policy import BadImagePolicy
 from .image_io import CXRImageError
 from .label_policies import apply_label_policy, check_label_policy
+from .sample_rng import current_sample_rng
 
 # The version of the annotation format this fxmm reads and its converters write.
 ANNOTATION_VERSION = 1
@@ -348,6 +349,15 @@ class CXRDataset(BaseDataset):
                 raise
             self.bad_images.record(err)
             return None
+
+    def _rand_another(self) -> int:
+        """The index that replaces a training image that failed to load: drawn from the
+        sample's generator when there is one (:mod:`fxmm.datasets.sample_rng`, so a resumed
+        run makes the same replacement), else from the global NumPy RNG (mmengine's)."""
+        rng = current_sample_rng()
+        if rng is None:
+            return super()._rand_another()
+        return int(rng.integers(len(self)))
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         """Join ``img_path`` with ``data_root``/``data_prefix`` (absolute paths stay)."""

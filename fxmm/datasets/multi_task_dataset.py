@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from fxmm.registry import DATASETS
 from fxmm.structures import check_task, pair_name
+from .sample_rng import sample_rng
 
 # The metainfo key that holds the class names of each task (docs/design.md).
 TASK_CLASSES_KEYS = {'cls': 'cls_classes', 'loc': 'det_classes', 'seg': 'seg_classes'}
@@ -210,12 +211,18 @@ class MultiTaskDataset(Dataset):
     def __getitem__(self, idx: int) -> dict:
         """The packed sample of global index ``idx`` from its pair's pipeline.
 
+        When ``idx`` is a :class:`~fxmm.datasets.sample_rng.SeededIndex` (what
+        ``MultiTaskSampler`` yields), the pipeline runs inside
+        :func:`~fxmm.datasets.sample_rng.sample_rng` with its seed, so fxmm's random
+        transforms draw from a generator of this sample alone.
+
         Returns:
             dict: the pipeline's output, ``inputs`` and ``data_samples``; the data
             sample's metainfo ``dataset``, ``task`` and ``sample_idx`` (global) are set.
         """
         pair, local = self.pair_index(idx)
-        data = self.datasets[pair][local]
+        with sample_rng(getattr(idx, 'seed', None)):
+            data = self.datasets[pair][local]
         name = self._pair_names[pair]
         samples = data.get('data_samples') if isinstance(data, dict) else None
         if not hasattr(samples, 'set_metainfo'):

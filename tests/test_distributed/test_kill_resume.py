@@ -5,9 +5,9 @@ names a complete file; a truncated checkpoint gets an error naming it.
 
 Toy demo model (BN UperNet, drop path 0.1, DINO de-noising with noise) on three pairs
 (cls, loc, seg) in visits of 4 iterations, the first 3 of each loc/seg visit locked, the EMA
-teacher updated at every visit end, a checkpoint every 6 iterations, deterministic torch. The
-train pipeline has no random augmentation: augmentations draw from their transforms'
-per-process generators, which restart on resume (docs/distributed.md).
+teacher updated at every visit end, a checkpoint every 6 iterations, deterministic torch, and
+the demo's random crops and rotations (seeded per sample from its place in training, so they
+resume exactly; docs/distributed.md).
 """
 import json
 import os
@@ -35,7 +35,7 @@ OPTIONS = {'default_hooks.checkpoint.interval': INTERVAL,
 
 def _config(path, data, extra_hooks=()):
     return tiny_config(path, data, iters_per_visit=4, max_visits=6, lock_fraction=0.75,
-                       norm='BN', drop_path_rate=0.1, exact_dn=False,
+                       norm='BN', drop_path_rate=0.1, exact_dn=False, augment=True,
                        pairs=['phantom_cls.cls', 'phantom_loc.loc', 'phantom_seg.seg'],
                        extra_hooks=extra_hooks, options=OPTIONS)
 

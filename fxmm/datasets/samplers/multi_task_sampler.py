@@ -8,11 +8,15 @@ import numpy as np
 from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Sampler
 
+from fxmm.datasets.sample_rng import SeededIndex
 from fxmm.registry import DATA_SAMPLERS
 
 MODES = ('cyclic', 'mixed', 'sequential')
 # mixed mode draws the pairs of this many consecutive iterations from one keyed RNG
 MIXED_BLOCK = 1024
+# second entropy word of the samples' seeds, so that they differ from other seeds derived
+# from (seed, iteration, ...), e.g. CyclicTrainLoop's (seed, iteration, rank)
+SAMPLE_STREAM = 0x5a4d50  # 'SMP'
 
 
 def _check_int(value, what: str, minimum: int) -> int:
@@ -81,6 +85,13 @@ class MultiTaskSampler(Sampler):
     The training position is a pure function of ``(seed, iteration)``:
     :meth:`schedule` tells where an iteration is, and :meth:`set_start_iter` makes the next
     iterator start at an iteration without touching any data (exact, free resume).
+
+    Every index is yielded as a :class:`~fxmm.datasets.sample_rng.SeededIndex` (an ``int``)
+    whose ``seed`` is ``(seed, SAMPLE_STREAM, iteration, slot)``, ``slot`` being its place
+    in the global batch (``rank * batch_size + j``); :class:`MultiTaskDataset` seeds the
+    sample's random augmentations with it. A sample's augmentation is thus a function of
+    where it is trained: the same after a resume, with any ``num_workers``, and the same
+    for one process as for the ranks whose batches concatenate to its batch.
 
     Example:
         >>> train_dataloader = dict(
@@ -276,19 +287,22 @@ class MultiTaskSampler(Sampler):
         return local + self.offsets[pair]
 
     def __iter__(self) -> Iterator[int]:
-        """This rank's indices from the start iteration: endless, or in sequential mode
-        to the end of the single cycle."""
+        """This rank's indices (:class:`SeededIndex`) from the start iteration: endless, or
+        in sequential mode to the end of the single cycle."""
         schedule = self.iter_schedule(self._start_iter)
         if self.mode == 'sequential':
             schedule = itertools.islice(schedule, max(self.iters_per_cycle - self._start_iter, 0))
         current = {}  # pair -> (visit, its indices) of the visit in progress
-        for info in schedule:
+        first_slot = self.rank * self.batch_size
+        for iteration, info in enumerate(schedule, self._start_iter):
             visit, indices = current.get(info.pair_idx, (None, None))
             if visit != info.visit:
                 indices = self._visit_indices(info)
                 current[info.pair_idx] = (info.visit, indices)
             begin = (info.iter_in_visit * self.world_size + self.rank) * self.batch_size
-            yield from indices[begin:begin + self.batch_size].tolist()
+            for slot, index in enumerate(indices[begin:begin + self.batch_size].tolist(),
+                                         first_slot):
+                yield SeededIndex(index, (self.seed, SAMPLE_STREAM, iteration, slot))
 
     def __len__(self) -> int:
         """Indices per full cycle on this rank (``iters_per_cycle * batch_size``): in

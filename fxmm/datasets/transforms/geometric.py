@@ -12,11 +12,12 @@ and updates ``img_shape`` (H, W) and ``scale_factor`` (w_scale, h_scale), compos
 previous ``scale_factor``; ``ori_shape`` is left as it is. The horizontal flip, which must also
 swap left/right classes, lives in :mod:`fxmm.datasets.transforms.flip`.
 
-Random transforms draw from :attr:`LocalRandomTransform.rng`, a per-process
-:class:`numpy.random.Generator` seeded from the global NumPy RNG on first use: mmengine's
-``set_random_seed`` and its dataloader ``worker_init_fn`` seed that, so runs are reproducible and
-dataloader workers do not share one stream. Their random draws sit in methods decorated with
-mmcv's :func:`~mmcv.transforms.utils.cache_randomness`, so ``cache_random_params`` works.
+Random transforms draw from :attr:`LocalRandomTransform.rng`: in training, the generator of
+the sample being loaded (:mod:`fxmm.datasets.sample_rng`, seeded from the sample's place in
+training, so a resumed run draws the same augmentations); elsewhere a per-process
+:class:`numpy.random.Generator` seeded from the global NumPy RNG on first use. Their random
+draws sit in methods decorated with mmcv's :func:`~mmcv.transforms.utils.cache_randomness`, so
+``cache_random_params`` works.
 """
 import math
 import os
@@ -29,6 +30,7 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 from mmdet.structures.bbox import HorizontalBoxes
 
+from fxmm.datasets.sample_rng import current_sample_rng
 from fxmm.registry import TRANSFORMS
 
 
@@ -146,17 +148,26 @@ def _check_interpolation(interpolation: str, name: str) -> str:
 
 
 class LocalRandomTransform(BaseTransform):
-    """Base of fxmm's random transforms: owns a per-process NumPy generator.
+    """Base of fxmm's random transforms: draws from the sample's generator, else from a
+    per-process NumPy generator.
 
-    The generator is created on first use, and again after a fork (a dataloader worker), from
-    a seed drawn from the global NumPy RNG, which mmengine seeds (``randomness=dict(seed=...)``
-    and, per worker, its ``worker_init_fn``). Seeding ``np.random`` before building and using a
-    transform therefore reproduces its draws.
+    - Inside :func:`~fxmm.datasets.sample_rng.sample_rng` (``MultiTaskDataset`` loading an
+      index of ``MultiTaskSampler``): the sample's generator, shared by the transforms of
+      its pipeline in pipeline order. The draws are a function of the sample's seed only.
+    - Elsewhere (a pipeline called directly, another sampler): the transform's own generator,
+      created on first use, and again after a fork (a dataloader worker), from a seed drawn
+      from the global NumPy RNG, which mmengine seeds (``randomness=dict(seed=...)`` and, per
+      worker, its ``worker_init_fn``). Seeding ``np.random`` before building and using a
+      transform therefore reproduces its draws.
     """
 
     @property
     def rng(self) -> np.random.Generator:
-        """np.random.Generator: this process's generator of the transform."""
+        """np.random.Generator: the current sample's generator, else this process's generator
+        of the transform."""
+        sample = current_sample_rng()
+        if sample is not None:
+            return sample
         if getattr(self, '_rng_pid', None) != os.getpid():
             self._rng = np.random.default_rng(np.random.randint(np.iinfo(np.int64).max))
             self._rng_pid = os.getpid()

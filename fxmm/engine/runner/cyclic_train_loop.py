@@ -32,8 +32,10 @@ class CyclicTrainLoop(IterBasedTrainLoop):
       torch are seeded from ``(runner.seed, iteration, rank)``, so what the model draws
       (drop path, DINO's de-noising queries) is, like the data, a function of the position:
       a resumed run draws exactly what the uninterrupted run drew, without RNG states in
-      the checkpoint, and the ranks draw independently. (Random augmentations draw from
-      their transforms' own per-process generators, which restart on resume.)
+      the checkpoint, and the ranks draw independently. Random augmentations draw from a
+      generator of each sample, seeded by the sampler from ``(seed, iteration, position in
+      the global batch)`` (:mod:`fxmm.datasets.sample_rng`), so they resume exactly too,
+      whatever the number of dataloader workers.
     - Visits: :attr:`current_visit` is the :class:`VisitInfo` of the iteration being run,
       set before the ``before_train_iter`` hooks. A hook sees a visit start when
       ``iter_in_visit == 0`` (in ``before_train_iter``) and its end when
