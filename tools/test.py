@@ -3,6 +3,10 @@
 ``python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]`` prints per (dataset, task) metrics
 and saves ``results.json`` / ``results.md`` (rows datasets, columns Cls AUC / Loc mAP40 / Seg
 Dice) in the work dir. The command-line conventions of mmdetection's ``tools/test.py``.
+
+``--out preds.pkl`` dumps the per-sample predictions, as mmdetection's ``--out`` does. A
+``TeacherStudentTestLoop`` tests two models, so it writes one such file per copy:
+``preds_student.pkl`` and ``preds_teacher.pkl`` (no ``preds.pkl``).
 """
 import argparse
 import os
@@ -24,7 +28,9 @@ def parse_args():
     parser.add_argument(
         '--work-dir', help='the dir to save the results table and logs '
         '(default: ./work_dirs/<config name>)')
-    parser.add_argument('--out', help='dump the raw predictions to this pickle file')
+    parser.add_argument(
+        '--out', help='dump the raw predictions to this pickle file; a TeacherStudentTestLoop '
+        '(both copies tested) writes <stem>_student.pkl and <stem>_teacher.pkl instead')
     parser.add_argument(
         '--show-dir', help='save images with predictions drawn (boxes, masks, top classes) '
         'to this dir, relative to the work dir')

@@ -3,11 +3,13 @@ metrics equal to each copy evaluated alone, also under tools/test.py --tta's Ten
 tiny real training run with CyclicTrainLoop + TeacherEMAHook +
 TeacherStudentValLoop + CheckpointHook(save_best=['student/score', 'teacher/score'])."""
 import glob
+import os
 import os.path as osp
 from unittest.mock import Mock
 
 import pytest
 import torch
+import mmengine
 from mmengine.dataset import BaseDataset, pseudo_collate
 from mmengine.evaluator import Evaluator
 from mmengine.hooks import Hook
@@ -30,7 +32,7 @@ from fxmm.datasets.multi_task_dataset import MultiTaskDataset
 from fxmm.datasets.samplers.multi_task_sampler import MultiTaskSampler
 from fxmm.engine.runner.teacher_student_val_loop import (TeacherStudentTestLoop,
                                                         TeacherStudentValLoop)
-from fxmm.evaluation.metrics.multi_task_metric import MultiTaskMetric
+from fxmm.evaluation.metrics.multi_task_metric import MultiTaskDumpResults, MultiTaskMetric
 from fxmm.models.tta import TenCropTTA
 from fxmm.registry import DATASETS, MODELS
 from fxmm.testing._utils import demo_cxr_inputs, get_tiny_model_cfg
@@ -151,6 +153,36 @@ def test_test_loop_tests_both_copies_under_tta(fxmm_scope):
         for key, value in alone.items():
             assert metrics[f'{side}/{key}'] == pytest.approx(value), (side, key)
     assert metrics['student/nih.cls/AUC'] != pytest.approx(metrics['teacher/nih.cls/AUC'])
+
+
+
+def test_test_loop_dumps_each_copy_to_its_own_file(fxmm_scope, tmp_path):
+    """tools/test.py --out preds.pkl: preds_student.pkl and preds_teacher.pkl, each what
+    TestLoop dumps for that copy alone (the teacher used to overwrite the student's file)."""
+    model, dataloader = teacher_student_and_loader()
+    runner = Mock()
+    runner.model = model
+
+    def dump(loop_type, path):
+        evaluator = Evaluator([MultiTaskMetric(), MultiTaskDumpResults(out_file_path=path)])
+        loop_type(runner, dataloader, evaluator).run()
+        return evaluator.metrics[1]
+
+    out = str(tmp_path / 'both' / 'preds.pkl')
+    assert dump(TeacherStudentTestLoop, out).out_file_path == out  # restored
+    assert sorted(os.listdir(tmp_path / 'both')) == ['preds_student.pkl', 'preds_teacher.pkl']
+    scores = {}
+    for side in ('student', 'teacher'):
+        model.predict_on = side
+        dump(TestLoop, str(tmp_path / f'{side}_alone.pkl'))
+        both = mmengine.load(str(tmp_path / 'both' / f'preds_{side}.pkl'))
+        alone = mmengine.load(str(tmp_path / f'{side}_alone.pkl'))
+        assert len(both) == len(alone) == 8  # 4 nih.cls + 4 jsrt.seg samples
+        scores[side] = torch.stack([s['pred_cls']['score'] for s in both if 'pred_cls' in s])
+        torch.testing.assert_close(
+            scores[side], torch.stack([s['pred_cls']['score'] for s in alone if 'pred_cls' in s]))
+    model.predict_on = 'student'
+    assert not torch.allclose(scores['student'], scores['teacher'])
 
 
 class EMARecorder(Hook):

@@ -6,6 +6,7 @@ evaluation, a checkpoint, then the test split's results table.
 import json
 import os.path as osp
 
+import mmengine
 import pytest
 
 from fxmm.testing.cli import run_python
@@ -49,12 +50,19 @@ def test_test_writes_the_results_table(trained):
     cwd, _ = trained
     ckpt = (cwd / 'work' / 'last_checkpoint').read_text().strip()
     log = run_python([osp.join(ROOT, 'tools', 'test.py'), CONFIG, ckpt, '--work-dir', 'test',
-                '--cfg-options', *TINY], cwd)
+                '--out', 'preds.pkl', '--cfg-options', *TINY], cwd)
     table = (cwd / 'test' / 'test_results' / 'results.md').read_text()
     for name in ('phantom_cls', 'phantom_loc', 'phantom_seg', 'phantom_ptx'):
         assert f'| {name} |' in table
     assert 'Loc mAP40' in table and 'Seg Dice' in table
+    assert '### student' in table and '### teacher' in table
     assert 'test results' in log
+    # TeacherStudentTestLoop: one dump per copy (the teacher's used to overwrite the student's)
+    assert not (cwd / 'preds.pkl').exists()
+    student, teacher = (mmengine.load(str(cwd / f'preds_{side}.pkl'))
+                        for side in ('student', 'teacher'))
+    assert len(student) == len(teacher) >= 4 * 4  # 4 test images of 4 datasets, >= 1 task
+    assert [s['img_path'] for s in student] == [s['img_path'] for s in teacher]
 
 
 def test_browse_dataset_saves_drawn_samples(trained):

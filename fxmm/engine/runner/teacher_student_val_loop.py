@@ -1,8 +1,10 @@
 """Validate both copies of a :class:`~fxmm.models.TeacherStudent` and say which is better."""
 import math
-from typing import Dict, List, Union
+import os.path as osp
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Union
 
-from mmengine.evaluator import Evaluator
+from mmengine.evaluator import DumpResults, Evaluator
 from mmengine.logging import print_log
 from mmengine.runner import TestLoop, ValLoop
 from torch.utils.data import DataLoader
@@ -14,8 +16,34 @@ SIDES = ('student', 'teacher')
 RULES = ('greater', 'less')
 
 
+def copy_out_file(path: str, side: str) -> str:
+    """Where one copy's predictions go when both are dumped: ``preds.pkl`` ->
+    ``preds_student.pkl`` / ``preds_teacher.pkl``."""
+    stem, suffix = osp.splitext(path)
+    return f'{stem}_{side}{suffix}'
+
+
+@contextmanager
+def dump_files_of_copy(evaluator: Evaluator, side: str) -> Iterator[None]:
+    """Point every :class:`~mmengine.evaluator.DumpResults` metric of ``evaluator``
+    (``tools/test.py --out``) at :func:`copy_out_file` while ``side`` is evaluated, so that
+    the second copy does not overwrite the first one's predictions."""
+    dumps = [metric for metric in evaluator.metrics if isinstance(metric, DumpResults)]
+    paths = [metric.out_file_path for metric in dumps]
+    for metric, path in zip(dumps, paths):
+        metric.out_file_path = copy_out_file(path, side)
+    try:
+        yield
+    finally:
+        for metric, path in zip(dumps, paths):
+            metric.out_file_path = path
+
+
 def evaluate_both_copies(loop, stage: str) -> dict:
     """Run ``loop`` (a val or test loop) once per copy of a TeacherStudent model.
+
+    A ``DumpResults`` metric of the evaluator writes one file per copy (see
+    :func:`copy_out_file`).
 
     Args:
         loop (ValLoop | TestLoop): the loop, with ``dataloader``, ``evaluator``,
@@ -40,7 +68,8 @@ def evaluate_both_copies(loop, stage: str) -> dict:
             model.predict_on = side
             for idx, data_batch in enumerate(loop.dataloader):
                 loop.run_iter(idx, data_batch)
-            side_metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
+            with dump_files_of_copy(loop.evaluator, side):
+                side_metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
             metrics.update({f'{side}/{key}': value for key, value in side_metrics.items()})
     finally:
         model.predict_on = predict_on
@@ -129,7 +158,9 @@ class TeacherStudentValLoop(ValLoop):
 class TeacherStudentTestLoop(TestLoop):
     """mmengine's :class:`TestLoop` run on the student and on the teacher, as
     :class:`TeacherStudentValLoop` does for validation (``tools/test.py`` then reports both
-    copies in its results table).
+    copies in its results table). ``tools/test.py --out preds.pkl`` writes
+    ``preds_student.pkl`` and ``preds_teacher.pkl``, each the list of per-sample predictions
+    that mmdetection's ``--out`` writes for one model.
 
     Args:
         runner (Runner): the runner.
