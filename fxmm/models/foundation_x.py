@@ -62,8 +62,10 @@ class FoundationX(BaseModel):
             has no such task. Names may not contain '.'.
         cls_head (dict, optional): ``MultiDatasetClsHead`` config (no ``dataset_classes``).
         loc_head (dict, optional): ``SharedDINO`` config (no ``dataset_classes``); it must
-            offer ``loss(feats, data_samples, dataset)`` and
-            ``predict(feats, data_samples, dataset, rescale)``.
+            offer ``loss(feats, data_samples, dataset)``,
+            ``predict(feats, data_samples, dataset, rescale)`` and
+            ``predict_datasets(feats, data_samples, datasets, rescale)`` (one encoder run
+            for several datasets' decoders).
         seg_neck (dict, optional): ``SharedUperNet`` config; needed with ``seg_head``.
         seg_head (dict, optional): ``MultiDatasetSegHead`` config (no ``dataset_classes``).
         data_preprocessor (dict, optional): Defaults to ``dict(type='CXRDataPreprocessor')``.
@@ -279,8 +281,8 @@ class FoundationX(BaseModel):
             pooled = self.pooled_features(feats)
             return {name: list(self.cls_head.predict(pooled, name)) for name in datasets}
         if task == 'loc':
-            return {name: self.loc_head.predict(feats, data_samples, name, rescale=True)
-                    for name in datasets}
+            # one run of the shared encoder for every dataset's decoder
+            return self.loc_head.predict_datasets(feats, data_samples, datasets, rescale=True)
         seg_feats = self.seg_features(feats)
         return {name: self.seg_head.predict(seg_feats, data_samples, name)
                 for name in datasets}

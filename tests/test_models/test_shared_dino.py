@@ -203,6 +203,26 @@ def test_predict_returns_boxes_in_original_image_coordinates():
         model.predict(random_feats(1, 64), bad, 'chestxdet')
 
 
+def test_predict_datasets_runs_the_encoder_once_and_equals_predict_per_dataset(monkeypatch):
+    model = build().eval()
+    feats = random_feats(2, 64, seed=3)
+    batch = samples([[], []], [[], []], 64)
+    with torch.no_grad():
+        single = {name: model.predict(feats, batch, name) for name in ('node21', 'chestxdet')}
+        encodes = []
+        encode = model.encode
+        monkeypatch.setattr(model, 'encode', lambda *a: encodes.append(1) or encode(*a))
+        joint = model.predict_datasets(feats, batch, ['node21', 'chestxdet'])
+    assert len(encodes) == 1 and list(joint) == ['node21', 'chestxdet']
+    for name, results in single.items():
+        for res, res_joint in zip(results, joint[name]):
+            assert torch.equal(res.bboxes, res_joint.bboxes)
+            assert torch.equal(res.scores, res_joint.scores)
+            assert torch.equal(res.labels, res_joint.labels)
+    with pytest.raises(KeyError, match='rsna'):
+        model.predict_datasets(feats, batch, ['node21', 'rsna'])
+
+
 def test_query_states_shape_determinism_and_independence_of_denoising():
     model = build()
     feats = random_feats(2, 64, seed=3)

@@ -254,10 +254,54 @@ class SharedDINO(BaseModule):
                 raise KeyError(f'data sample metainfo lacks {key!r}; the data preprocessor '
                                'must set it, as mmdet.DetDataPreprocessor does')
 
+    def encode(self, feats: Sequence[Tensor],
+               batch_data_samples: SampleList) -> Tuple[dict, dict]:
+        """The shared part: input projection, positional encoding and encoder (mmdet's
+        ``pre_transformer -> forward_encoder``), run once for any number of branches.
+
+        Args:
+            feats (Sequence[Tensor]): backbone outputs, ``feats[i]`` of shape
+                (B, C_i, H_i, W_i); those at ``in_indices`` are used.
+            batch_data_samples (list[DetDataSample]): metainfo ``img_shape`` and
+                ``batch_input_shape``.
+
+        Returns:
+            tuple[dict, dict]: the encoder outputs (``memory`` (B, N_tokens, C),
+            ``memory_mask``, ``spatial_shapes``) and the decoder inputs that do not depend on
+            the branch (``memory_mask``, ``spatial_shapes``, ``level_start_index``,
+            ``valid_ratios``); :meth:`decode` takes both.
+        """
+        self._check_inputs(feats, batch_data_samples)
+        mlvl_feats = self.neck(tuple(feats[i] for i in self.in_indices))
+        num_tokens = sum(f.shape[-2] * f.shape[-1] for f in mlvl_feats)
+        if num_tokens < self.num_queries:
+            raise ValueError(f'num_queries ({self.num_queries}) exceeds the {num_tokens} encoder '
+                             f'tokens of {[tuple(f.shape[-2:]) for f in mlvl_feats]} feature '
+                             'maps: use larger images or fewer queries')
+        encoder_inputs, decoder_inputs = self.pre_transformer(mlvl_feats, batch_data_samples)
+        return self.forward_encoder(**encoder_inputs), decoder_inputs
+
+    def decode(self, encoded: Tuple[dict, dict], batch_data_samples: SampleList,
+               dataset: str) -> dict:
+        """The branch of ``dataset`` on :meth:`encode`'s output (mmdet's DINO
+        ``pre_decoder -> forward_decoder``); ``encoded`` is not modified, so several branches
+        can decode one encoding.
+
+        Returns:
+            dict: the DINO head inputs, as :meth:`forward_transformer` returns them.
+        """
+        encoder_outputs, decoder_inputs = encoded
+        branch = self.branch(dataset)
+        query_inputs, head_inputs = branch.pre_decoder(
+            **encoder_outputs, batch_data_samples=batch_data_samples)
+        head_inputs.update(branch.forward_decoder(**decoder_inputs, **query_inputs))
+        return head_inputs
+
     def forward_transformer(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
                             dataset: str) -> dict:
         """Shared projection and encoder, then the branch of ``dataset`` (mmdet's DINO
-        ``pre_transformer -> forward_encoder -> pre_decoder -> forward_decoder``).
+        ``pre_transformer -> forward_encoder -> pre_decoder -> forward_decoder``):
+        :meth:`decode` of :meth:`encode`.
 
         Args:
             feats (Sequence[Tensor]): backbone outputs, ``feats[i]`` of shape
@@ -274,21 +318,8 @@ class SharedDINO(BaseModule):
             ``enc_outputs_coord`` (B, num_queries, 4) and ``dn_meta``. Q_total is
             ``num_queries`` plus, in training, the de-noising queries placed before them.
         """
-        branch = self.branch(dataset)
-        self._check_inputs(feats, batch_data_samples)
-        mlvl_feats = self.neck(tuple(feats[i] for i in self.in_indices))
-        num_tokens = sum(f.shape[-2] * f.shape[-1] for f in mlvl_feats)
-        if num_tokens < self.num_queries:
-            raise ValueError(f'num_queries ({self.num_queries}) exceeds the {num_tokens} encoder '
-                             f'tokens of {[tuple(f.shape[-2:]) for f in mlvl_feats]} feature '
-                             'maps: use larger images or fewer queries')
-        encoder_inputs, decoder_inputs = self.pre_transformer(mlvl_feats, batch_data_samples)
-        encoder_outputs = self.forward_encoder(**encoder_inputs)
-        query_inputs, head_inputs = branch.pre_decoder(
-            **encoder_outputs, batch_data_samples=batch_data_samples)
-        decoder_inputs.update(query_inputs)
-        head_inputs.update(branch.forward_decoder(**decoder_inputs))
-        return head_inputs
+        self.branch(dataset)  # an unknown dataset fails before any work
+        return self.decode(self.encode(feats, batch_data_samples), batch_data_samples, dataset)
 
     def _matching_part(self, head_inputs: dict) -> Tuple[Tensor, List[Tensor]]:
         """Drop the de-noising queries (training only) from the decoder outputs.
@@ -351,15 +382,33 @@ class SharedDINO(BaseModule):
             list[InstanceData]: per image ``bboxes`` (K, 4) xyxy, ``scores`` (K,), ``labels``
             (K,), K = ``test_cfg.max_per_img``, sorted by score.
         """
+        return self.predict_datasets(feats, batch_data_samples, [dataset], rescale)[dataset]
+
+    def predict_datasets(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
+                         datasets: Sequence[str],
+                         rescale: bool = True) -> Dict[str, List[InstanceData]]:
+        """:meth:`predict` of several branches on one run of the shared encoder (what
+        ``FoundationX.predict(heads='all')`` needs); arguments as :meth:`predict`.
+
+        Returns:
+            dict[str, list[InstanceData]]: dataset -> the per-image boxes of its branch.
+        """
+        for dataset in datasets:
+            self.branch(dataset)
         if rescale:
             for i, sample in enumerate(batch_data_samples):
                 if sample.metainfo.get('scale_factor') is None:
                     raise KeyError(f'data sample {i} has no metainfo scale_factor, needed to '
                                    'rescale boxes to the original image (or pass rescale=False)')
-        head_inputs = self.forward_transformer(feats, batch_data_samples, dataset)
-        hidden_states, references = self._matching_part(head_inputs)
-        return self.branch(dataset).bbox_head.predict(
-            hidden_states, references, batch_data_samples=batch_data_samples, rescale=rescale)
+        encoded = self.encode(feats, batch_data_samples)
+        results = {}
+        for dataset in datasets:
+            head_inputs = self.decode(encoded, batch_data_samples, dataset)
+            hidden_states, references = self._matching_part(head_inputs)
+            results[dataset] = self.branch(dataset).bbox_head.predict(
+                hidden_states, references, batch_data_samples=batch_data_samples,
+                rescale=rescale)
+        return results
 
     def query_states(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
                      dataset: str) -> Tensor:
