@@ -1,0 +1,119 @@
+"""Measure Foundation X's speed, memory and scaling against single-task OpenMMLab models.
+
+    python tools/benchmark.py all --config configs/foundation_x_demo.py           # CPU, < 10 min
+    python tools/benchmark.py step --config configs/foundation_x.py --device cuda --batch-size 24
+    python tools/benchmark.py scaling --config configs/foundation_x_demo.py --quick
+
+Subcommands: ``step`` (training step per task: FX, + teacher, locked phases, against the
+single-task mmpretrain / mmdet / mmseg models), ``infer`` (``predict(heads='all')`` against
+the three references, batch 1 and 16), ``data`` (DICOM pipeline against raw pydicom, data
+share of an iteration), ``scaling`` (input size, number of datasets; PNG) and ``all`` (the
+four, plus the AMP x checkpointing variants on CUDA). Each writes ``<out-dir>/<name>.json``
+and ``<name>.md`` (``name`` = the subcommand, ``benchmark`` for ``all``).
+"""
+import argparse
+import shlex
+import sys
+import time
+
+import torch
+from mmengine.config import DictAction
+from mmengine.logging import MMLogger
+
+from fxmm import benchmark
+from fxmm.utils.launch import load_config
+
+SUBCOMMANDS = ('step', 'infer', 'data', 'scaling', 'all')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('command', choices=SUBCOMMANDS)
+    parser.add_argument('--config', default='configs/foundation_x_demo.py')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]'")
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--repeats', type=int, default=None,
+                        help='timed interleaved rounds (default 5, --quick 2)')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help="training batch (default: the config's train batch)")
+    parser.add_argument('--size', type=int, default=None,
+                        help="input size of step/infer/data (default: the backbone's img_size)")
+    parser.add_argument('--infer-batch-sizes', type=int, nargs='+', default=[1, 16])
+    parser.add_argument('--scaling-sizes', type=int, nargs='+', default=[224, 448, 512])
+    parser.add_argument('--scaling-datasets', type=int, nargs='+', default=[3, 11, 30])
+    parser.add_argument('--scaling-batch-size', type=int, default=2)
+    parser.add_argument('--dicom-files', type=int, default=16)
+    parser.add_argument('--dicom-size', type=int, default=512)
+    parser.add_argument('--data-iters', type=int, default=8)
+    parser.add_argument('--amp', action='store_true', help='bf16 autocast (AMP optim wrapper)')
+    parser.add_argument('--with-cp', action='store_true',
+                        help='gradient checkpointing of the Swin stages')
+    parser.add_argument('--quick', action='store_true',
+                        help='2 rounds, inference at batch 1 and 4, scaling at 224/448 and '
+                             '3/11 datasets, 8 DICOM files')
+    parser.add_argument('--no-profile', action='store_true',
+                        help='no torch.profiler table for the targets not met')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats = args.repeats or 2
+        args.infer_batch_sizes, args.dicom_files = [1, 4], 8
+        args.scaling_sizes, args.scaling_datasets = args.scaling_sizes[:2], [3, 11]
+    args.repeats = args.repeats or 5
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error('--device cuda: torch sees no GPU here')
+    return args
+
+
+def run(args) -> dict:
+    """Run the subcommand(s) and write the report; returns the paths written."""
+    cfg = load_config(args.config, cfg_options=args.cfg_options)
+    common = dict(device=args.device, repeats=args.repeats, warmup=args.warmup)
+    todo = SUBCOMMANDS[:-1] if args.command == 'all' else (args.command, )
+    results, log = {}, MMLogger.get_current_instance()
+    for name in todo:
+        start = time.perf_counter()
+        if name == 'step':
+            results[name] = benchmark.step_benchmark(
+                cfg, size=args.size, batch_size=args.batch_size, amp=args.amp,
+                with_cp=args.with_cp, profile=not args.no_profile, **common)
+        elif name == 'infer':
+            results[name] = benchmark.infer_benchmark(
+                cfg, size=args.size, batch_sizes=args.infer_batch_sizes, amp=args.amp,
+                profile=not args.no_profile, **common)
+        elif name == 'data':
+            results[name] = benchmark.data_benchmark(
+                cfg, device=args.device, num_files=args.dicom_files, dicom_size=args.dicom_size,
+                repeats=min(args.repeats, 3), iters=args.data_iters, batch_size=args.batch_size)
+        else:
+            results[name] = benchmark.scaling_benchmark(
+                cfg, sizes=args.scaling_sizes, num_datasets=args.scaling_datasets,
+                batch_size=args.scaling_batch_size, amp=args.amp, with_cp=args.with_cp,
+                size=args.size, **dict(common, repeats=min(args.repeats, 3)))
+        log.warning(f'benchmark {name}: {time.perf_counter() - start:.0f} s')
+    if args.command == 'all' and args.device.startswith('cuda'):
+        results['variants'] = benchmark.variants_benchmark(
+            cfg, device=args.device, size=args.size, batch_size=args.batch_size,
+            repeats=args.repeats, warmup=max(args.warmup, 2))
+    name = 'benchmark' if args.command == 'all' else args.command
+    command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
+    return benchmark.write_report(results, args.out_dir, name, command)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # the builders log every parameter group at INFO: keep the console to warnings
+    MMLogger.get_instance('fxmm_benchmark', log_level='WARNING')
+    paths = run(args)
+    print(f"wrote {paths['md']} and {paths['json']}" +
+          (f" and {paths['png']}" if 'png' in paths else ''))
+    return paths
+
+
+if __name__ == '__main__':
+    main()
