@@ -33,7 +33,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]'")
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--repeats', type=int, default=None,
-                        help='timed interleaved rounds (default 5, --quick 2)')
+                        help='timed interleaved rounds (default 8, --quick 2; data and scaling use '
+                             'at most 3)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     parser.add_argument('--batch-size', type=int, default=None,
                         help="training batch (default: the config's train batch)")
@@ -62,7 +63,7 @@ def parse_args(argv=None):
         args.repeats = args.repeats or 2
         args.infer_batch_sizes, args.dicom_files = [1, 4], 8
         args.scaling_sizes, args.scaling_datasets = args.scaling_sizes[:2], [3, 11]
-    args.repeats = args.repeats or 5
+    args.repeats = args.repeats or 8
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error('--device cuda: torch sees no GPU here')
     return args

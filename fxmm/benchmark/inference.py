@@ -4,13 +4,15 @@ Foundation X returns, from one backbone pass, every dataset's classes, boxes and
 references (:mod:`fxmm.benchmark.models`: mmpretrain classifier, mmdet DINO, mmseg UperNet,
 each for one dataset) are run one after the other on the same images. The four are timed
 interleaved under ``torch.no_grad`` in eval mode, data preprocessor included
-(``model.test_step`` plus FX's ``heads='all'``), at each batch size.
+(``model.test_step`` plus FX's ``heads='all'``), at each batch size. ``fx_same_heads`` is
+FX with only the references' heads, the like-for-like comparison.
 """
 from typing import Optional, Sequence
 
 import torch
 from mmengine.config import Config
 
+from fxmm.models.foundation_x import CLASS_KEYS
 from fxmm.structures.cxr_data_sample import TASKS
 from . import models
 from .timing import (autocast, interleaved, memory_kind, paired_ratio, peak_memory,
@@ -53,8 +55,9 @@ def infer_benchmark(cfg: Config,
     Returns:
         dict: ``settings``, ``heads`` (what one FX call returns: datasets per task) and per
         batch size ``times`` (candidate -> seconds summary), ``images_per_s``,
-        ``peak_memory_mib`` and ``ratio`` (per-round FX / sum of references, ``target``,
-        ``met``).
+        ``peak_memory_mib``, ``ratio`` (per-round FX / sum of references, ``target``,
+        ``met``) and ``ratio_same_heads`` (the same for ``fx_same_heads``, a FoundationX with
+        only the references' three heads: what sharing the backbone saves, like for like).
     """
     from .step import foundation_size
     size = size or foundation_size(cfg)
@@ -66,6 +69,13 @@ def infer_benchmark(cfg: Config,
         if dataset is not None:
             references[task] = (dataset, models.build_reference(
                 fx, student_cfg, task, dataset, device).eval())
+    # FX with only the references' heads (one dataset per task): the like-for-like case
+    same_heads = {}
+    for task, (dataset, _) in references.items():
+        key = CLASS_KEYS[task]
+        same_heads.setdefault(dataset, {})[key] = fx.class_names[dataset][key]
+    fx_same = models.build_fx(models.student_config(cfg, size, datasets=same_heads),
+                              device).eval()
     out = dict(settings=dict(device=device, size=size, repeats=repeats, warmup=warmup, amp=amp,
                              memory=memory_kind(device)),
                heads={task: fx.task_datasets[task] for task in TASKS},
@@ -75,21 +85,24 @@ def infer_benchmark(cfg: Config,
         # any dataset's metainfo: predict(heads='all') ignores the pair
         batch = models.fx_batch(fx, 'cls', fx.task_datasets['cls'][0] if fx.with_cls
                                 else next(iter(fx.class_names)), size, batch_size)
-        fns = dict(fx=_predictor(fx, batch, device, amp, heads='all'))
+        fns = dict(fx=_predictor(fx, batch, device, amp, heads='all'),
+                   fx_same_heads=_predictor(fx_same, batch, device, amp, heads='all'))
         for task, (dataset, model) in references.items():
             ref_batch = models.reference_batch(models.fx_batch(fx, task, dataset, size,
                                                                batch_size), task)
             fns[f'reference_{task}'] = _predictor(model, ref_batch, device, amp)
         times = interleaved(fns, repeats, warmup, device)
-        ratio = paired_ratio(times['fx'], [v for k, v in times.items() if k != 'fx'])
+        refs = [v for k, v in times.items() if k.startswith('reference_')]
+        ratio = paired_ratio(times['fx'], refs)
         summaries = {k: summarize(v) for k, v in times.items()}
-        ref_sum = sum(v['median'] for k, v in summaries.items() if k != 'fx')
+        ref_sum = sum(v['median'] for k, v in summaries.items() if k.startswith('reference_'))
         out['batch_sizes'][batch_size] = dict(
             times=summaries,
             images_per_s=dict({k: batch_size / v['median'] for k, v in summaries.items()},
                               references_in_sequence=batch_size / ref_sum),
             peak_memory_mib={k: peak_memory(fn, device) for k, fn in fns.items()},
-            ratio=dict(ratio, target=INFER_TARGET, met=ratio['median'] <= INFER_TARGET))
+            ratio=dict(ratio, target=INFER_TARGET, met=ratio['median'] <= INFER_TARGET),
+            ratio_same_heads=paired_ratio(times['fx_same_heads'], refs))
         if profile and not out['batch_sizes'][batch_size]['ratio']['met']:
             out['profiles'][f'fx_batch{batch_size}'] = profile_table(fns['fx'], device)
     return out

@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 import os.path as osp
 import sys
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -25,6 +25,7 @@ from torch import nn
 
 from fxmm.engine.optim_wrappers import AMP_VARIANTS
 from fxmm.models.foundation_x import CLASS_KEYS
+from fxmm.structures.cxr_data_sample import TASKS
 from fxmm.testing import demo_cxr_inputs
 from fxmm.utils.setup_env import register_all_modules
 from fxmm.utils.state_dict_mapping import build_in_scope, foundation_x_cfg, image_preprocessor_cfg
@@ -157,6 +158,16 @@ def fx_batch(student: nn.Module, task: str, dataset: str, size: int, batch_size:
                            num_cls=max(len(classes['cls_classes']), 1),
                            num_det=max(len(classes['det_classes']), 1),
                            num_seg=max(len(classes['seg_classes']), 1), seed=seed)
+
+
+def task_batches(student: nn.Module, size: int, batch_size: int,
+                 tasks: Sequence[str] = TASKS) -> Iterator[Tuple[str, str, dict]]:
+    """``(task, dataset, fx_batch)`` for each of ``tasks`` the model has, on the task's first
+    dataset (the pair a benchmark trains)."""
+    for task in tasks:
+        dataset = task_dataset(student, task)
+        if dataset is not None:
+            yield task, dataset, fx_batch(student, task, dataset, size, batch_size)
 
 
 def reference_batch(batch: dict, task: str) -> dict:

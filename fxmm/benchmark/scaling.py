@@ -59,13 +59,8 @@ def replicated_datasets(cfg: Config, num: int) -> Dict[str, dict]:
 
 def _task_steps(model: nn.Module, optim_wrapper, size: int, batch_size: int,
                 tasks: Sequence[str]) -> Dict[str, callable]:
-    fns = {}
-    for task in tasks:
-        dataset = models.task_dataset(model, task)
-        if dataset is not None:
-            batch = models.fx_batch(model, task, dataset, size, batch_size)
-            fns[task] = (lambda b: lambda: model.train_step(b, optim_wrapper))(batch)
-    return fns
+    return {task: (lambda b: lambda: model.train_step(b, optim_wrapper))(batch)
+            for task, _, batch in models.task_batches(model, size, batch_size, tasks)}
 
 
 def _measure(fns: dict, repeats: int, warmup: int, device: str) -> dict:

@@ -130,8 +130,8 @@ def step_benchmark(cfg: Config,
         amp (bool): bf16 autocast through the AMP optim wrapper.
         with_cp (bool): gradient checkpointing of the Swin stages (FX and references).
         tasks (Sequence[str]): the tasks to measure (those the model has).
-        profile (bool): attach a ``torch.profiler`` table of the numerator candidate of every
-            target that is not met.
+        profile (bool): attach ``torch.profiler`` tables of both candidates of every target
+            that is not met.
 
     Returns:
         dict: ``settings`` and, per task, ``dataset``, ``times`` (candidate -> seconds
@@ -153,13 +153,9 @@ def step_benchmark(cfg: Config,
     out = dict(settings=dict(device=device, size=size, batch_size=batch_size, repeats=repeats,
                              warmup=warmup, amp=amp, with_cp=with_cp,
                              memory=memory_kind(device)), tasks={})
-    for task in tasks:
-        dataset = models.task_dataset(fx, task)
-        if dataset is None:
-            continue
+    for task, dataset, batch in models.task_batches(fx, size, batch_size, tasks):
         reference = models.build_reference(fx, student_cfg, task, dataset, device)
         ref_optim = models.build_optimizer(reference, cfg, amp)
-        batch = models.fx_batch(fx, task, dataset, size, batch_size)
         ref_batch = models.reference_batch(batch, task)
         fns = dict(reference=lambda: reference.train_step(ref_batch, ref_optim),
                    fx=lambda: fx.train_step(batch, fx_optim),
@@ -188,10 +184,10 @@ def step_benchmark(cfg: Config,
         result['profiles'] = {}
         if profile:
             for name, ratio in result['ratios'].items():
-                candidate = STEP_TARGETS[name][0]
-                if not ratio['met'] and candidate not in result['profiles']:
-                    setups.get(candidate, lambda: None)()
-                    result['profiles'][candidate] = profile_table(fns[candidate], device)
+                for candidate in STEP_TARGETS[name][:2] if not ratio['met'] else ():
+                    if candidate not in result['profiles']:
+                        setups.get(candidate, lambda: None)()
+                        result['profiles'][candidate] = profile_table(fns[candidate], device)
         fx_lock.set(dataset, task, False)
         pair_lock.set(dataset, task, False)
         out['tasks'][task] = result
@@ -241,11 +237,7 @@ def variants_benchmark(cfg: Config, device: str = 'cuda', size: Optional[int] = 
     out = dict(settings=dict(device=device, size=size, batch_size=batch_size, teacher=teacher,
                              repeats=repeats, warmup=warmup, mmcv_cuda_ops=mmcv_cuda_ops(),
                              memory=memory_kind(device)), tasks={})
-    for task in TASKS:
-        dataset = models.task_dataset(student, task)
-        if dataset is None:
-            continue
-        batch = models.fx_batch(student, task, dataset, size, batch_size)
+    for task, _, batch in models.task_batches(student, size, batch_size):
         fns = {name: (lambda m, o: lambda: m.train_step(batch, o))(m, o)
                for name, (m, o) in built.items()}
         times = interleaved(fns, repeats, warmup, device)

@@ -28,8 +28,8 @@ def summarize(samples: Sequence[float]) -> dict:
     """Median and inter-quartile range of ``samples``.
 
     Returns:
-        dict: ``median``, ``q1``, ``q3``, ``iqr``, ``n`` (quartiles by linear interpolation;
-        with one sample all equal it).
+        dict: ``median``, ``q1``, ``q3``, ``iqr``, ``min``, ``n`` (quartiles by linear
+        interpolation; with one sample all equal it).
     """
     samples = sorted(float(s) for s in samples)
     if not samples:
@@ -38,7 +38,8 @@ def summarize(samples: Sequence[float]) -> dict:
         q1 = q3 = samples[0]
     else:
         q1, _, q3 = statistics.quantiles(samples, n=4, method='inclusive')
-    return dict(median=statistics.median(samples), q1=q1, q3=q3, iqr=q3 - q1, n=len(samples))
+    return dict(median=statistics.median(samples), q1=q1, q3=q3, iqr=q3 - q1, min=samples[0],
+                n=len(samples))
 
 
 def interleaved(fns: Dict[str, Callable[[], object]],
@@ -83,10 +84,12 @@ def paired_ratio(numerator: Sequence[float], denominators: Sequence[Sequence[flo
     """Per-round ratios ``numerator[i] / sum_j denominators[j][i]`` and their summary.
 
     Pairing by round cancels the slow drifts of a shared machine (another job starting)
-    that a ratio of two medians would keep.
+    that a ratio of two medians would keep. ``ratio_of_min`` (fastest numerator over the sum
+    of the fastest denominators) is given beside it: other jobs only ever add time, so on a
+    shared machine the minimums are the least disturbed estimate.
     """
     ratios = [n / sum(d[i] for d in denominators) for i, n in enumerate(numerator)]
-    return summarize(ratios)
+    return dict(summarize(ratios), ratio_of_min=min(numerator) / sum(min(d) for d in denominators))
 
 
 def _read_status_kib(field: str) -> Optional[int]:

@@ -84,8 +84,10 @@ def test_infer_data_and_scaling_sections(all_report):
     assert list(infer['batch_sizes']) == ['1', '2']
     assert infer['heads']['loc'] == ['phantom_loc', 'phantom_ptx']
     for result in infer['batch_sizes'].values():
-        assert set(result['times']) == {'fx', 'reference_cls', 'reference_loc', 'reference_seg'}
+        assert set(result['times']) == {'fx', 'fx_same_heads', 'reference_cls',
+                                         'reference_loc', 'reference_seg'}
         assert finite_positive(result['ratio']['median'])
+        assert finite_positive(result['ratio_same_heads']['median'])
         assert all(finite_positive(v) for v in result['images_per_s'].values())
     pipeline, share = report['data']['pipeline'], report['data']['data_share']
     assert pipeline['files'] == 3 and finite_positive(pipeline['ratio']['median'])
