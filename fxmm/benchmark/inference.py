@@ -32,6 +32,11 @@ def _predictor(model, batch: dict, device: str, amp: bool, **kwargs):
     return run
 
 
+def _no_grad(fn, *args):
+    with torch.no_grad():
+        return fn(*args)
+
+
 def infer_benchmark(cfg: Config,
                     device: str = 'cpu',
                     size: Optional[int] = None,
@@ -57,7 +62,9 @@ def infer_benchmark(cfg: Config,
         batch size ``times`` (candidate -> seconds summary), ``images_per_s``,
         ``peak_memory_mib``, ``ratio`` (per-round FX / sum of references, ``target``,
         ``met``) and ``ratio_same_heads`` (the same for ``fx_same_heads``, a FoundationX with
-        only the references' three heads: what sharing the backbone saves, like for like).
+        only the references' three heads: what sharing the backbone saves, like for like),
+        ``backbone_s`` (one backbone pass) and ``best_ratio_by_sharing`` (the ratio if the
+        only saving were the references' other backbone passes).
     """
     from .step import foundation_size
     size = size or foundation_size(cfg)
@@ -91,7 +98,12 @@ def infer_benchmark(cfg: Config,
             ref_batch = models.reference_batch(models.fx_batch(fx, task, dataset, size,
                                                                batch_size), task)
             fns[f'reference_{task}'] = _predictor(model, ref_batch, device, amp)
+        with torch.no_grad():
+            inputs = fx.data_preprocessor(batch, False)['inputs']
+        fns['backbone'] = lambda: _no_grad(fx.extract_feat, inputs)
         times = interleaved(fns, repeats, warmup, device)
+        backbone = summarize(times.pop('backbone'))
+        fns.pop('backbone')
         refs = [v for k, v in times.items() if k.startswith('reference_')]
         ratio = paired_ratio(times['fx'], refs)
         summaries = {k: summarize(v) for k, v in times.items()}
@@ -102,7 +114,11 @@ def infer_benchmark(cfg: Config,
                               references_in_sequence=batch_size / ref_sum),
             peak_memory_mib={k: peak_memory(fn, device) for k, fn in fns.items()},
             ratio=dict(ratio, target=INFER_TARGET, met=ratio['median'] <= INFER_TARGET),
-            ratio_same_heads=paired_ratio(times['fx_same_heads'], refs))
+            ratio_same_heads=paired_ratio(times['fx_same_heads'], refs),
+            # the best FX / sum one shared backbone can give: the sum less all but one of
+            # the references' backbone passes (same backbone config, same input)
+            backbone_s=backbone['median'],
+            best_ratio_by_sharing=(ref_sum - (len(refs) - 1) * backbone['median']) / ref_sum)
         if profile and not out['batch_sizes'][batch_size]['ratio']['met']:
             out['profiles'][f'fx_batch{batch_size}'] = profile_table(fns['fx'], device)
     return out

@@ -1,6 +1,7 @@
 """Write benchmark results: JSON (everything), Markdown (tables against the targets), PNG
 (the scaling curves) and the torch.profiler tables of the targets not met."""
 import datetime
+import glob
 import json
 import os
 import os.path as osp
@@ -95,6 +96,12 @@ def infer_lines(res: dict) -> List[str]:
     lines += _table(['batch', 'FX images/s', 'FX same heads images/s', 'references images/s',
                      'FX / sum', 'target', '', 'FX same heads / sum', 'FX peak MiB',
                      'largest reference peak MiB'], rows)
+    lines += ['What sharing the backbone can give at most: the sum of the references less '
+              'all but one of their backbone passes.', '']
+    lines += _table(['batch', 'backbone pass s', 'sum of references s', 'best FX / sum'],
+                    [[bs, r['backbone_s'],
+                      sum(v['median'] for k, v in r['times'].items() if k.startswith('ref')),
+                      r['best_ratio_by_sharing']] for bs, r in res['batch_sizes'].items()])
     return lines
 
 
@@ -203,6 +210,8 @@ def write_report(results: dict, out_dir: str, name: str, command: str) -> dict:
         dict: the paths written, by kind.
     """
     os.makedirs(out_dir, exist_ok=True)
+    for stale in glob.glob(osp.join(out_dir, f'{name}_profile_*.txt')):
+        os.remove(stale)  # from an earlier run: only this run's profiles are listed
     results = dict(results, machine=machine(), command=command)
     paths = dict(json=osp.join(out_dir, f'{name}.json'), md=osp.join(out_dir, f'{name}.md'),
                  profiles=[])
