@@ -13,7 +13,11 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from fxmm.registry import MODELS
+from fxmm.utils.mmcv_compat import allow_bfloat16_deformable_attention
 from .dino_decoder_branch import DINODecoderBranch
+
+# mmcv's CUDA deformable attention has no bfloat16 kernel: run it in float32 under bf16 AMP
+allow_bfloat16_deformable_attention()
 
 # DINO-4scale (mmdet configs/dino/dino-4scale_r50_8xb2-12e_coco.py), the FX paper's setting.
 # ``embed_dims``/``num_levels`` of the attention configs are filled in from the detector.
