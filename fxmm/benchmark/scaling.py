@@ -1,12 +1,14 @@
 """Scaling: step time and peak memory against input size and number of datasets (heads).
 
 - Sizes: the config's ``FoundationX`` (student, no teacher) at each input size, one
-  training step per task, timed interleaved.
+  training step per task; the steps of every size and task are timed interleaved.
 - Datasets: the model rebuilt with N datasets, every one with all three tasks (class lists
   of the config's first dataset of each task), at the config's size: parameter memory per
   part (backbone, per-dataset cls heads, shared DINO encoder, per-dataset DINO decoders,
-  shared UperNet, per-dataset seg heads), AdamW state after one step, step time and peak
-  memory of a step per task (on the first dataset), and a least-squares line through the
+  shared UperNet, per-dataset seg heads), AdamW state after the steps (AdamW creates the
+  state of a parameter at its first gradient, so only the datasets trained so far have one),
+  step time and peak memory of a step per task (on the first dataset, all N interleaved), and
+  a least-squares line through the
   per-dataset parameter memory to show it grows linearly.
 """
 from typing import Dict, Optional, Sequence
@@ -63,10 +65,24 @@ def _task_steps(model: nn.Module, optim_wrapper, size: int, batch_size: int,
             for task, _, batch in models.task_batches(model, size, batch_size, tasks)}
 
 
-def _measure(fns: dict, repeats: int, warmup: int, device: str) -> dict:
+def _curve(points: dict, batch_size: int, tasks: Sequence[str], repeats: int, warmup: int,
+           device: str) -> dict:
+    """Step time and peak memory of every point (key -> ``(model, optim_wrapper, size)``)
+    and task, all (point, task) steps interleaved, so that a drift of the machine does not
+    bend the curve.
+
+    Returns:
+        dict: key -> ``step_time`` (task -> seconds summary), ``peak_memory_mib`` (task ->
+        MiB).
+    """
+    fns = {(key, task): fn for key, (model, optim_wrapper, size) in points.items()
+           for task, fn in _task_steps(model, optim_wrapper, size, batch_size, tasks).items()}
     times = interleaved(fns, repeats, warmup, device)
-    return dict(step_time={k: summarize(v) for k, v in times.items()},
-                peak_memory_mib={k: peak_memory(fn, device) for k, fn in fns.items()})
+    out = {key: dict(step_time={}, peak_memory_mib={}) for key in points}
+    for (key, task), samples in times.items():
+        out[key]['step_time'][task] = summarize(samples)
+        out[key]['peak_memory_mib'][task] = peak_memory(fns[(key, task)], device)
+    return out
 
 
 def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> dict:
@@ -103,24 +119,22 @@ def scaling_benchmark(cfg: Config,
     out = dict(settings=dict(device=device, batch_size=batch_size, repeats=repeats,
                              warmup=warmup, amp=amp, with_cp=with_cp, datasets_size=base_size,
                              memory=memory_kind(device)), sizes={}, datasets={})
+    points = {}
     for img_size in sizes:
         model = models.build_fx(models.student_config(cfg, img_size, with_cp), device)
-        optim_wrapper = models.build_optimizer(model, cfg, amp)
-        out['sizes'][img_size] = _measure(
-            _task_steps(model, optim_wrapper, img_size, batch_size, tasks), repeats, warmup,
-            device)
-        del model, optim_wrapper
+        points[img_size] = (model, models.build_optimizer(model, cfg, amp), img_size)
+    out['sizes'] = _curve(points, batch_size, tasks, repeats, warmup, device)
+    points = {}
     for num in num_datasets:
         student_cfg = models.student_config(cfg, base_size, with_cp,
                                             datasets=replicated_datasets(cfg, num))
         model = models.build_fx(student_cfg, device)
-        optim_wrapper = models.build_optimizer(model, cfg, amp)
-        result = _measure(_task_steps(model, optim_wrapper, base_size, batch_size, tasks),
-                          repeats, warmup, device)
-        result['param_mib'] = param_mib_by_part(model)
-        result['optimizer_state_mib'] = optimizer_state_mib(optim_wrapper)
-        out['datasets'][num] = result
-        del model, optim_wrapper
+        points[num] = (model, models.build_optimizer(model, cfg, amp), base_size)
+    out['datasets'] = _curve(points, batch_size, tasks, repeats, warmup, device)
+    for num, (model, optim_wrapper, _) in points.items():
+        out['datasets'][num].update(param_mib=param_mib_by_part(model),
+                                    optimizer_state_mib=optimizer_state_mib(optim_wrapper))
+    del points
     nums = list(out['datasets'])
     parts = out['datasets'][nums[0]]['param_mib'] if nums else {}
     out['fits'] = {part: linear_fit(nums, [out['datasets'][n]['param_mib'][part] for n in nums])

@@ -23,13 +23,22 @@ CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
 TINY = ['--config', CONFIG, '--size', '64', '--batch-size', '2', '--repeats', '1', '--warmup',
         '0', '--infer-batch-sizes', '1', '2', '--scaling-sizes', '64', '96',
         '--scaling-datasets', '1', '2', '3', '--dicom-files', '3', '--dicom-size', '64',
-        '--data-iters', '2']
+        '--data-iters', '2', '--threads', '1']
 TASKS = ('cls', 'loc', 'seg')
 
 _spec = importlib.util.spec_from_file_location('benchmark_cli',
                                                osp.join(ROOT, 'tools', 'benchmark.py'))
 cli = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cli)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny ops: one thread is as fast on an idle CPU and far faster on a shared one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def finite_positive(value):
