@@ -247,13 +247,12 @@ class TeacherStudent(BaseModel):
             Tensor: shape (num_layers, B, num_queries, embed_dims).
         """
         head = self.teacher.loc_head
-        mlvl_feats = head.neck(tuple(feats[i] for i in head.in_indices))
-        encoder_inputs, decoder_inputs = head.pre_transformer(mlvl_feats, data_samples)
-        decoder_inputs.update(head.forward_encoder(**encoder_inputs))
+        encoder_outputs, decoder_inputs = head.encode(feats, data_samples)
         branch = head.branch(dataset)
         # (num_queries, C) -> (B, num_queries, C), as DINO.pre_decoder builds its queries
         query = branch.query_embedding.weight[None].repeat(anchors.shape[0], 1, 1)
         return branch.forward_decoder(query=query, reference_points=anchors, dn_mask=None,
+                                      memory=encoder_outputs['memory'],
                                       **decoder_inputs)['hidden_states']
 
     def predict(self, inputs: Tensor, data_samples: List[CXRDataSample],
