@@ -53,8 +53,8 @@ def step_lines(res: dict) -> List[str]:
     lines = ['## 1. Training step', '',
              f"Input {s['size']} px, batch {s['batch_size']}, {s['repeats']} interleaved rounds "
              f"after {s['warmup']} warm-up, AMP {_fmt(s['amp'])}, gradient checkpointing "
-             f"{_fmt(s['with_cp'])}. Ratios: median [quartiles] of the per-round ratios (met or not "
-             'is judged on the median); min: fastest over fastest.', '']
+             f"{_fmt(s['with_cp'])}. Ratios: median [quartiles] of the per-round ratios (met "
+             'or not is judged on the median); min: fastest over fastest.', '']
     names = ['reference', 'fx', 'fx_locked', 'fx_teacher', 'fx_teacher_locked']
     lines += _table(['task (dataset)'] + [f'{n} s' for n in names],
                     [[f"{t} ({r['dataset']})"] + [r['times'][n]['median'] for n in names]
@@ -111,13 +111,15 @@ def data_lines(res: dict) -> List[str]:
              f"{p['files']} DICOM files of {p['dicom_size']} px, pipeline "
              f"{' -> '.join(p['pipeline'])}.", '']
     lines += _table(['what', 'files/s'], [[k, v] for k, v in p['files_per_s'].items()])
-    lines += _table(['ratio', 'measured', 'target', ''],
-                    [['pipeline / raw pydicom throughput', _ratio(p['ratio']),
-                      f">= {p['ratio']['target']}", _met(p['ratio'])],
-                     [f"data share of an iteration ({d['num_workers']} workers, batch "
-                      f"{d['batch_size']}, {d['iters']} iterations)", f"{d['share']['value']:.3f}",
-                      f"< {d['share']['target']}", _met(d['share'])]])
-    return lines
+    rows = [['pipeline / raw pydicom throughput', _ratio(p['ratio']), f">= {p['ratio']['target']}",
+             _met(p['ratio'])]]
+    if 'skipped' in d:
+        rows.append(['data share of an iteration', 'skipped: ' + d['skipped'], '', ''])
+    else:
+        rows.append([f"data share of an iteration ({d['num_workers']} workers, batch "
+                     f"{d['batch_size']}, {d['iters']} iterations)", f"{d['share']['value']:.3f}",
+                     f"< {d['share']['target']}", _met(d['share'])])
+    return lines + _table(['ratio', 'measured', 'target', ''], rows)
 
 
 def scaling_lines(res: dict, png: Optional[str]) -> List[str]:
@@ -194,11 +196,12 @@ def summary_lines(results: dict) -> List[str]:
         rows.append([f'(inference batch {bs}, same heads as the references)', _ratio(same),
                      f"<= {r['ratio']['target']}", _met(same)])
     if 'data' in results:
-        p, d = results['data']['pipeline']['ratio'], results['data']['data_share']['share']
+        p, d = results['data']['pipeline']['ratio'], results['data']['data_share']
         rows.append(['data: pipeline / pydicom throughput', _ratio(p), f">= {p['target']}",
                      _met(p)])
-        rows.append(['data: share of an iteration', f"{d['value']:.3f}", f"< {d['target']}",
-                     _met(d)])
+        if 'share' in d:
+            rows.append(['data: share of an iteration', f"{d['share']['value']:.3f}",
+                         f"< {d['share']['target']}", _met(d['share'])])
     return _table(['target', 'measured', 'bound', ''], rows) if rows else []
 
 

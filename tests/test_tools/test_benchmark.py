@@ -176,3 +176,12 @@ def test_timing_helpers():
     assert order == list('abcbcacab') and all(len(t) == 2 for t in times.values())
     big = timing.peak_memory(lambda: torch.ones(64, 2**20).sum(), 'cpu')  # 256 MiB
     assert big is None or big > 100
+
+
+def test_data_share_is_skipped_with_the_reason_when_real_data_is_missing():
+    from fxmm.benchmark.data import data_benchmark
+    cfg = Config.fromfile(CONFIG)
+    cfg.train_dataloader.dataset.pairs[0].dataset.data_root = 'nowhere/CheXpert-v1.0-small'
+    result = data_benchmark(cfg, num_files=2, dicom_size=64, repeats=1, iters=1)
+    assert 'CheXpert-v1.0-small' in result['data_share']['skipped']
+    assert result['pipeline']['files'] == 2
