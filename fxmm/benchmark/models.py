@@ -111,11 +111,12 @@ def reference_config(student: nn.Module, student_cfg: dict, task: str, dataset: 
                          f'{student_cfg["backbone"]["type"]} is not from mmpretrain')
     preprocessor = image_preprocessor_cfg(student, 'ClsDataPreprocessor', 'pad_size_divisor')
     preprocessor['to_rgb'] = preprocessor.pop('bgr_to_rgb')
-    num_stages = len(student_cfg['backbone'].get('out_indices', (3, )))
+    # FX pools the last stage it outputs; the classifier outputs only that one
+    last_stage = max(student_cfg['backbone'].get('out_indices', (3, )))
     return dict(
         type='ImageClassifier',
         data_preprocessor=preprocessor,
-        backbone=dict(backbone, out_indices=(num_stages - 1, )),
+        backbone=dict(backbone, out_indices=(last_stage, )),
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='MultiLabelLinearClsHead',
                   num_classes=len(student.class_names[dataset][CLASS_KEYS[task]]),
