@@ -39,7 +39,8 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, default=None,
                         help="training batch (default: the config's train batch)")
     parser.add_argument('--size', type=int, default=None,
-                        help="input size of step/infer/data (default: the backbone's img_size)")
+                        help="input size of step, infer and the scaling datasets curve (default: "
+                             "the backbone's img_size)")
     parser.add_argument('--infer-batch-sizes', type=int, nargs='+', default=[1, 16])
     parser.add_argument('--scaling-sizes', type=int, nargs='+', default=[224, 448, 512])
     parser.add_argument('--scaling-datasets', type=int, nargs='+', default=[3, 11, 30])
