@@ -17,13 +17,7 @@ STAGE_CHANNELS = (32, 64, 128, 256)  # a Swin with embed_dims=32; strides 4, 8, 
 STRIDES = (4, 8, 16, 32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops: one thread is as fast on an idle CPU and far faster on a shared, loaded one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tiny_cfg(**overrides) -> dict:

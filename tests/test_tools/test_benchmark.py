@@ -32,13 +32,7 @@ cli = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cli)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops: one thread is as fast on an idle CPU and far faster on a shared one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def finite_positive(value):

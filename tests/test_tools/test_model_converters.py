@@ -50,13 +50,7 @@ CHANNELS = [EMBED * 2**i for i in range(4)]  # 16, 32, 64, 128
 SIZE = 128  # stage maps 32, 16, 8, 4: stage 4 equals the window (the shift corner case)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops: one thread is as fast on an idle CPU and far faster on a shared one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # ---------------------------------------------------------------- timm Swin, source layout
