@@ -124,7 +124,9 @@ def _reset_peak_rss() -> bool:
 def memory_kind(device: str) -> str:
     """What :func:`peak_memory` measures on ``device``, for the reports."""
     if device.startswith('cuda'):
-        return 'torch.cuda.max_memory_allocated (MiB, absolute: weights + optimiser + activations)'
+        return ('peak increase of torch.cuda.memory_allocated over the call (MiB; '
+                'max_memory_allocated minus what was allocated before it: activations, '
+                'gradients and new optimiser state, not the resident models)')
     return ('peak RSS increase over the call (MiB, Linux VmHWM reset through '
             '/proc/self/clear_refs; after malloc_trim; excludes memory already '
             'resident: weights, optimiser state from earlier steps)')
@@ -136,9 +138,10 @@ def peak_memory(fn: Callable[[], object], device: str = 'cpu') -> Optional[float
     if device.startswith('cuda'):
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
         fn()
         synchronize(device)
-        return torch.cuda.max_memory_allocated(device) / 2**20
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
     _release_free_heap()
     start = _read_status_kib('VmRSS')
     if start is None or not _reset_peak_rss():
