@@ -263,5 +263,6 @@ def variants_lines(res: dict) -> List[str]:
              f"{'TeacherStudent' if s['teacher'] else 'FoundationX'} at {s['size']} px, batch "
              f"{s['batch_size']}; mmcv CUDA ops: {_fmt(s['mmcv_cuda_ops'])}.", '']
     rows = [[task, name, v['samples_per_s'], v['step_time']['median'], v['peak_memory_mib']]
+            if 'error' not in v else [task, name, 'failed: ' + v['error'], '', '']
             for task, r in res['tasks'].items() for name, v in r.items()]
     return lines + _table(['task', 'variant', 'samples/s', 'step s', 'peak MiB'], rows)

@@ -220,7 +220,8 @@ def variants_benchmark(cfg: Config, device: str = 'cuda', size: Optional[int] = 
 
     Returns:
         dict: ``settings`` (with ``mmcv_cuda_ops``) and task -> variant (``'amp=0,cp=0'``,
-        ...) -> ``samples_per_s``, ``step_time`` summary and ``peak_memory_mib``.
+        ...) -> ``samples_per_s``, ``step_time`` summary and ``peak_memory_mib``, or
+        ``error`` for a variant whose first step raised.
     """
     size = size or foundation_size(cfg)
     batch_size = batch_size or cfg.train_dataloader.batch_size
@@ -240,9 +241,16 @@ def variants_benchmark(cfg: Config, device: str = 'cuda', size: Optional[int] = 
     for task, _, batch in models.task_batches(student, size, batch_size):
         fns = {name: (lambda m, o: lambda: m.train_step(batch, o))(m, o)
                for name, (m, o) in built.items()}
+        out['tasks'][task] = {}
+        for name in list(fns):  # a variant that fails is reported, not fatal
+            try:
+                fns[name]()
+            except (RuntimeError, ValueError) as err:
+                out['tasks'][task][name] = dict(error=f'{type(err).__name__}: {err}'[:300])
+                del fns[name]
         times = interleaved(fns, repeats, warmup, device)
-        out['tasks'][task] = {
+        out['tasks'][task].update({
             name: dict(samples_per_s=batch_size / summarize(t)['median'],
                        step_time=summarize(t), peak_memory_mib=peak_memory(fns[name], device))
-            for name, t in times.items()}
+            for name, t in times.items()})
     return out
