@@ -334,7 +334,9 @@ def _pneumothorax(rng, canvas: _Canvas, p: _Patient, lung: str) -> np.ndarray:
     # retraction is full above ``v_lo`` and fades out by ``v_hi`` (lung stays on the base)
     v_lo = rng.uniform(0.2, 0.45)
     v_hi = v_lo + rng.uniform(0.25, 0.4)
-    shrink = 1.0 - rng.uniform(0.03, 0.18) * (1.0 - _smoothstep(v, v_lo, v_hi))
+    # a moderate to large pneumothorax: the rim is several pixels wide at 128 px, so a
+    # stride-4 segmentation head can resolve it (a 3 % retraction is a 1-pixel crescent)
+    shrink = 1.0 - rng.uniform(0.1, 0.3) * (1.0 - _smoothstep(v, v_lo, v_hi))
     # slivers along the mediastinum are not a pneumothorax: keep the main region
     return _largest_component(
         p.lungs[lung] & ~canvas.polygon(hilum + shrink[:, None] * (points - hilum)))

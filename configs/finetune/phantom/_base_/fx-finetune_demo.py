@@ -51,7 +51,11 @@ model = dict(
                     group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=10)),
         test_cfg=dict(max_per_img=num_queries)),
     seg_neck=dict(type='SharedUperNet', in_channels=stage_channels, channels=seg_channels),
-    seg_head=dict(type='MultiDatasetSegHead', in_channels=seg_channels),
+    seg_head=dict(
+        type='MultiDatasetSegHead',
+        in_channels=seg_channels,
+        loss_decode=[dict(type='MultiLabelDiceLoss'),
+                     dict(type='MaskedBCEWithLogitsLoss', loss_name='loss_bce')]),
 )
 
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
