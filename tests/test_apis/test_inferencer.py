@@ -193,13 +193,13 @@ def test_boxes_are_in_original_pixels_of_a_non_square_image(inferencer, files, m
     (64 / 96 in x, 64 / 48 in y)."""
     head = inferencer.model.loc_head
     in_input_pixels = {}
-    real_predict = head.predict
+    real_predict = head.predict_datasets  # what predict(heads='all') calls
 
-    def spy(feats, data_samples, dataset, rescale=True):
-        in_input_pixels[dataset] = real_predict(feats, data_samples, dataset, rescale=False)
-        return real_predict(feats, data_samples, dataset, rescale=rescale)
+    def spy(feats, data_samples, datasets, rescale=True):
+        in_input_pixels.update(real_predict(feats, data_samples, datasets, rescale=False))
+        return real_predict(feats, data_samples, datasets, rescale=rescale)
 
-    monkeypatch.setattr(head, 'predict', spy)
+    monkeypatch.setattr(head, 'predict_datasets', spy)
     result = inferencer(files['wide'])['predictions'][0]  # a single file
     scale = torch.tensor([SIZE / WIDE_HW[1], SIZE / WIDE_HW[0]] * 2)
     for dataset in ('siim', 'tbx'):

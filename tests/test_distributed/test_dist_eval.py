@@ -76,9 +76,12 @@ def _assert_close(a, b, where):
         assert a == b, where
 
 
-def test_out_holds_every_sample_once_in_single_process_order(evaluated):
+@pytest.mark.parametrize('copy', ['student', 'teacher'])
+def test_out_holds_every_sample_once_in_single_process_order(evaluated, copy):
     tmp, _ = evaluated
-    dist, single = _records(tmp / 'dist.pkl'), _records(tmp / 'single.pkl')
+    # a TeacherStudent model: tools/test.py --out X.pkl writes X_student.pkl and X_teacher.pkl
+    assert not (tmp / 'dist.pkl').exists()
+    dist, single = _records(tmp / f'dist_{copy}.pkl'), _records(tmp / f'single_{copy}.pkl')
     keys = [(r['dataset'], r['task'], r['sample_idx']) for r in dist]
     assert len(keys) == len(set(keys)) == 8 * NUM_TEST
     assert keys == [(r['dataset'], r['task'], r['sample_idx']) for r in single]
