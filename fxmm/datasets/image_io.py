@@ -7,6 +7,8 @@
   through pydicom: first frame only, Modality LUT / Rescale Slope-Intercept, then VOI LUT or
   Window Center-Width, MONOCHROME1 inverted, colour converted to grey. Compressed transfer
   syntaxes use the installed pixel-data plugins (pylibjpeg with -libjpeg, -openjpeg, -rle).
+  The common case (uncompressed little-endian 8/16-bit grey, no LUT or window) is read from
+  the Pixel Data bytes and rescaled into float32 directly, with the same values.
 - PNG (8/16-bit) and JPEG through OpenCV, colour converted to grey.
 - MetaImage (``.mha``, ``.mhd``) and NRRD through SimpleITK: 2-D, or 3-D with a single slice.
 - JSRT raw ``.IMG``: square big-endian uint16 without header, 12 bits used, stored inverted.
@@ -139,8 +141,11 @@ def _read_dicom(path: str) -> Tuple[np.ndarray, dict]:
             path, f'no (7FE0,0010) Pixel Data element (SOP class: {sop_class}): not an image, '
             'truncated before its pixel data, or not DICOM at all')
     _set_missing_transfer_syntax(ds, path)
+    photometric = str(ds.get('PhotometricInterpretation', 'MONOCHROME2')).strip().upper()
     try:
-        arr = pixel_array(ds, index=0)  # first frame only; unused high bits corrected
+        arr = _native_grey_frame(ds) if photometric in ('MONOCHROME1', 'MONOCHROME2') else None
+        if arr is None:
+            arr = pixel_array(ds, index=0)  # first frame only; unused high bits corrected
     except Exception as e:  # truncated data, missing plugin, bad group 0028 values, ...
         ts = ds.file_meta.get('TransferSyntaxUID')
         ts_name = getattr(ts, 'name', ts)
@@ -148,17 +153,18 @@ def _read_dicom(path: str) -> Tuple[np.ndarray, dict]:
             path, f'pixel data cannot be decoded (transfer syntax {ts_name}): '
             f'{type(e).__name__}: {e}') from e
 
-    photometric = str(ds.get('PhotometricInterpretation', 'MONOCHROME2')).strip().upper()
     try:
         if photometric == 'PALETTE COLOR':
             arr = apply_color_lut(arr, ds)  # (H, W) indices -> (H, W, 3) RGB
         if arr.ndim == 3:
             img = _to_grey(arr)
         else:
-            img = _grey_pipeline(arr, ds)
-            if photometric == 'MONOCHROME1':
-                lo, hi = _output_range(ds)
-                img = lo + hi - img
+            img = _linear_grey(arr, ds, photometric)
+            if img is None:  # a Modality LUT, a VOI LUT or a window: pydicom applies them
+                img = _grey_pipeline(arr if arr.flags.writeable else arr.copy(), ds)
+                if photometric == 'MONOCHROME1':
+                    lo, hi = _output_range(ds)
+                    img = lo + hi - img
     except Exception as e:  # invalid LUT descriptor, window width < 1, ...
         raise CXRImageError(
             path, f'cannot apply its palette/Modality/VOI LUT: {type(e).__name__}: {e}') from e
@@ -182,6 +188,95 @@ def _set_missing_transfer_syntax(ds: pydicom.Dataset, path: str) -> None:
         ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
+def _native_grey_frame(ds: pydicom.Dataset) -> Optional[np.ndarray]:
+    """First frame of uncompressed little-endian 8/16-bit grey pixel data, else None.
+
+    The common case, read straight from the Pixel Data bytes without pydicom's general decoder
+    (whose option handling and copies cost as much as the file parsing): the values equal
+    ``pydicom.pixels.pixel_array(ds, index=0)``, unused high bits corrected (masked, or
+    sign-extended when signed). None (then pydicom decodes) for every other transfer syntax or
+    layout, and for pixel data shorter than one frame, so that pydicom names the problem.
+
+    Returns:
+        np.ndarray | None: (Rows, Columns) ``uint8``/``uint16``/``int8``/``int16``; read-only
+        (a view on the bytes) when Bits Stored equals Bits Allocated.
+    """
+    if ds.file_meta.get('TransferSyntaxUID') not in (ExplicitVRLittleEndian,
+                                                      ImplicitVRLittleEndian):
+        return None
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        signed = int(ds.PixelRepresentation) == 1
+        samples = int(ds.get('SamplesPerPixel', 1))
+    except (AttributeError, TypeError, ValueError):  # missing or empty: pydicom names it
+        return None
+    if samples != 1 or allocated not in (8, 16) or not 0 < stored <= allocated:
+        return None
+    data = ds.PixelData
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
+    if (rows < 1 or cols < 1 or not isinstance(data, bytes)
+            or len(data) < rows * cols * dtype.itemsize):
+        return None
+    arr = np.frombuffer(data, dtype, count=rows * cols).reshape(rows, cols)
+    if stored < allocated:  # as pydicom: shift the unused bits out and back
+        arr = np.left_shift(arr, allocated - stored)
+        np.right_shift(arr, allocated - stored, out=arr)
+    return arr
+
+
+def _linear_grey(arr: np.ndarray, ds: pydicom.Dataset,
+                 photometric: str) -> Optional[np.ndarray]:
+    """The grey pipeline straight into float32 when it is linear, else None.
+
+    Most radiographs have neither a Modality LUT nor a VOI LUT or window, only an optional
+    Rescale Slope/Intercept; for them :func:`_grey_pipeline` and the MONOCHROME1 inversion
+    reduce to ``img = slope * arr + intercept``. With integer slope and intercept (the usual
+    case: 1 and 0, or CT-like -1024) every value is an integer below 2**24, so it is computed in
+    float32 (or not at all) and equals the float64 result exactly. Other slopes and intercepts
+    are computed in float64 and rounded once to float32, as before.
+
+    Args:
+        arr (np.ndarray): (H, W) stored values of at most 16 bits.
+        ds (pydicom.Dataset): its data set.
+        photometric (str): its Photometric Interpretation.
+
+    Returns:
+        np.ndarray | None: float32 (H, W), or None when the file has a Modality LUT, a VOI LUT
+        or a window, or values of more than 16 bits (exact only in float64).
+    """
+    if arr.dtype.kind not in 'iu' or arr.dtype.itemsize > 2:
+        return None
+    if (ds.get('ModalityLUTSequence') or ds.get('VOILUTSequence')
+            or ds.get('WindowCenter') is not None or ds.get('WindowWidth') is not None):
+        return None
+    slope, intercept = 1., 0.
+    if 'RescaleSlope' in ds and 'RescaleIntercept' in ds:
+        slope, intercept = ds.RescaleSlope, ds.RescaleIntercept
+        if slope is None or intercept is None:  # empty elements: pydicom names the error
+            return None
+        slope, intercept = float(slope), float(intercept)
+    if photometric == 'MONOCHROME1':
+        # inverted within the rescaled range of every value that Bits Stored allows:
+        # with lo + hi = slope * (vmin + vmax) + 2 * intercept:
+        # lo + hi - (slope * v + intercept) = -slope * v + slope * (vmin + vmax) + intercept
+        vmin, vmax = _stored_range(ds)
+        slope, intercept = -slope, slope * (vmin + vmax) + intercept
+    info = np.iinfo(arr.dtype)
+    if not (slope.is_integer() and intercept.is_integer()
+            and abs(slope) * max(-info.min, info.max) + abs(intercept) < 1 << 24):
+        return (arr * slope + intercept).astype(np.float32)  # float64, like pydicom
+    # exact in float32: integers below 2**24 throughout
+    if slope == 1:
+        return np.add(arr, np.float32(intercept), dtype=np.float32)
+    if slope == -1:
+        return np.subtract(np.float32(intercept), arr, dtype=np.float32)
+    img = np.multiply(arr, np.float32(slope), dtype=np.float32)
+    if intercept:
+        img += np.float32(intercept)
+    return img
+
+
 def _grey_pipeline(arr: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     """Modality LUT (or rescale), then VOI LUT (or windowing), as pydicom defines them."""
     arr = apply_modality_lut(arr, ds)
@@ -197,14 +292,18 @@ def _output_range(ds: pydicom.Dataset) -> Tuple[float, float]:
     MONOCHROME1 is inverted within this range, so the result does not depend on the image
     content (a LUT need not be monotonic, hence every value when there are at most 2**16).
     """
-    bits = int(ds.BitsStored)
-    if int(ds.get('PixelRepresentation', 0)) == 1:
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    else:
-        lo, hi = 0, (1 << bits) - 1
-    values = np.arange(lo, hi + 1) if bits <= 16 else np.array([lo, hi])
+    lo, hi = _stored_range(ds)
+    values = np.arange(lo, hi + 1) if hi - lo < 1 << 16 else np.array([lo, hi])
     out = _grey_pipeline(values, ds)
     return float(out.min()), float(out.max())
+
+
+def _stored_range(ds: pydicom.Dataset) -> Tuple[int, int]:
+    """(min, max) of the values that Bits Stored and Pixel Representation allow."""
+    bits = int(ds.BitsStored)
+    if int(ds.get('PixelRepresentation', 0)) == 1:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
 
 
 def _dicom_spacing(ds: pydicom.Dataset) -> Optional[Tuple[float, float]]:

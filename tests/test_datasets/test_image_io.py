@@ -8,10 +8,11 @@ import pytest
 import SimpleITK as sitk
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.pixels import apply_color_lut
+from pydicom.pixels import apply_color_lut, pixel_array
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
 
-from fxmm.datasets.image_io import CXRImageError, read_cxr_image
+from fxmm.datasets.image_io import (CXRImageError, _grey_pipeline, _linear_grey,
+                                    _native_grey_frame, _output_range, read_cxr_image)
 
 
 def bundled(name):
@@ -201,6 +202,77 @@ def test_dicom_monochrome1_real_file_with_window(tmp_path):
     mono2, _ = read_cxr_image(bundled('MR_small.dcm'))
     # the window maps onto the signed 16-bit range [-32768, 32767]; inverted within it
     np.testing.assert_array_equal(mono1, -1 - mono2)
+
+
+# ----------------------------------------------------------------------------- DICOM fast paths
+def signed_dirty(tmp_path):
+    """Signed 12 bits in 16 with junk in the unused bits (sign extension needed)."""
+    values = np.array([[-2048, -1, 0], [1, 1000, 2047]], dtype=np.int16)
+    dirty = (values.view(np.uint16) & np.uint16(0x0FFF)) | np.uint16(0xA000)
+    return write_dicom(tmp_path / 'signed.dcm', dirty.view(np.int16), bits_stored=12)
+
+
+@pytest.mark.parametrize('make_path', [
+    lambda tmp: bundled('CT_small.dcm'),          # signed 16
+    lambda tmp: bundled('MR_small_implicit.dcm'),  # implicit VR
+    lambda tmp: bundled('MR_small_padded.dcm'),
+    lambda tmp: write_dicom(tmp / 'dirty.dcm', RAMP12 | np.uint16(0xF000), bits_stored=12),
+    lambda tmp: write_dicom(tmp / 'u8.dcm', np.arange(12, dtype=np.uint8).reshape(3, 4) * 20,
+                            bits_stored=7),
+    signed_dirty,
+])
+def test_dicom_native_frame_equals_pydicom(tmp_path, make_path):
+    ds = pydicom.dcmread(make_path(tmp_path))
+    arr = _native_grey_frame(ds)
+    expected = pixel_array(ds, index=0)
+    assert arr is not None and arr.dtype == expected.dtype
+    np.testing.assert_array_equal(arr, expected)
+
+
+@pytest.mark.parametrize('name', [
+    'MR_small_bigendian.dcm', 'MR_small_RLE.dcm', 'SC_rgb_small_odd.dcm', 'liver_1frame.dcm',
+    'rtdose_1frame.dcm'])
+def test_dicom_native_frame_left_to_pydicom(name):
+    # big endian, compressed, colour, 1 bit, 32 bits: pydicom decodes them
+    assert _native_grey_frame(pydicom.dcmread(bundled(name))) is None
+
+
+@pytest.mark.parametrize('photometric', ['MONOCHROME2', 'MONOCHROME1'])
+@pytest.mark.parametrize('dtype,slope,intercept', [
+    (np.uint16, 1, 0), (np.uint16, 2, -1000), (np.uint16, 0.5, 0), (np.uint16, -3, 7),
+    (np.int16, 1, -1024), (np.int16, 0.37, 12.25), (np.uint8, 1.5, -0.5)])
+def test_dicom_linear_grey_equals_float64_pipeline(tmp_path, photometric, dtype, slope,
+                                                   intercept):
+    info = np.iinfo(dtype)
+    pixels = np.linspace(max(info.min, -2048), min(info.max, 4095), 40).astype(dtype)
+    bits = 8 if dtype == np.uint8 else 12
+    path = write_dicom(tmp_path / 'lin.dcm', pixels.reshape(5, 8), photometric, bits,
+                       RescaleSlope=slope, RescaleIntercept=intercept)
+    ds = pydicom.dcmread(path)
+    arr = pixel_array(ds, index=0)
+    expected = _grey_pipeline(arr, ds)
+    if photometric == 'MONOCHROME1':
+        lo, hi = _output_range(ds)
+        expected = lo + hi - expected
+    img = _linear_grey(arr, ds, photometric)
+    assert img.dtype == np.float32
+    if float(slope).is_integer() and float(intercept).is_integer():
+        np.testing.assert_array_equal(img, expected)
+    else:  # computed in float64 too, in another order: equal after rounding to float32
+        np.testing.assert_array_max_ulp(img, expected.astype(np.float32), maxulp=1)
+    np.testing.assert_array_equal(read_cxr_image(path)[0], img)
+
+
+def test_dicom_linear_grey_not_used_with_a_lut_or_window(tmp_path):
+    lut = Dataset()
+    lut.add_new('LUTDescriptor', 'US', [4096, 0, 16])
+    lut.add_new('LUTData', 'US', list(range(4096)))
+    for name, elements in (('voi', dict(VOILUTSequence=[lut])),
+                           ('mod', dict(ModalityLUTSequence=[lut])),
+                           ('win', dict(WindowCenter=100, WindowWidth=50))):
+        ds = pydicom.dcmread(write_dicom(tmp_path / f'{name}.dcm', RAMP12, bits_stored=12,
+                                         **elements))
+        assert _linear_grey(pixel_array(ds), ds, 'MONOCHROME2') is None
 
 
 # ----------------------------------------------------------------------------- DICOM errors

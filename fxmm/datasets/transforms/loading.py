@@ -132,20 +132,29 @@ class LoadCXRImage(BaseTransform):
         return results
 
     def _normalise(self, raw: np.ndarray) -> np.ndarray:
-        """Map raw intensities (H, W) linearly onto ``out_range``."""
-        img = raw.astype(np.float64)
+        """Map raw intensities (H, W) linearly onto ``out_range``.
+
+        With ``to_float32`` the work is done in float32 on one new array (it differs from the
+        float64 computation only by float32 rounding; a min-max mapping onto (0, 1) is one
+        correctly rounded division); without it, in float64. ``raw`` is left unchanged.
+        """
+        img = raw.astype(np.float32 if self.to_float32 else np.float64, copy=False)
         if self.intensity_norm == 'percentile':
-            low, high = np.percentile(img, self.percentiles)
-            np.clip(img, low, high, out=img)
+            low, high = (float(v) for v in np.percentile(img, self.percentiles))
+            img = np.clip(img, low, high)
         else:
-            low, high = img.min(), img.max()
+            low, high = float(img.min()), float(img.max())
         out_low, out_high = self.out_range
-        if high > low:
-            img = (img - low) / (high - low) * (out_high - out_low) + out_low
-            np.clip(img, out_low, out_high, out=img)  # float rounding at the ends
-        else:
-            img = np.full_like(img, out_low)
-        return img.astype(np.float32) if self.to_float32 else img
+        if not high > low:
+            return np.full_like(img, out_low)
+        img = img - low  # the one new array when img is still raw
+        if (out_low, out_high) == (0., 1.):
+            img /= high - low  # correctly rounded, and exactly 1 at the maximum
+            return img
+        img *= (out_high - out_low) / (high - low)
+        img += out_low
+        np.clip(img, out_low, out_high, out=img)  # float rounding at the ends
+        return img
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(out_range={self.out_range}, '

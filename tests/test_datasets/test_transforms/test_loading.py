@@ -43,6 +43,18 @@ def test_out_range_and_float64(png16):
     assert (img.min(), img.max()) == (-1, 1)
 
 
+def test_out_range_float32_and_raw_unchanged(png16):
+    path, pixels = png16
+    transform = LoadCXRImage(out_range=(-1, 1))
+    raw = pixels.astype(np.float32)
+    img = transform._normalise(raw)
+    assert img.dtype == np.float32 and img is not raw
+    np.testing.assert_array_equal(raw, pixels)  # normalised on a new array
+    np.testing.assert_allclose(img, (pixels - 1000.) / 599. * 2 - 1, atol=2e-7)
+    assert (img.min(), img.max()) == (-1, 1)
+    np.testing.assert_array_equal(transform(dict(img_path=path))['img'], img)
+
+
 def test_percentile_clips_outliers(tmp_path):
     pixels = np.tile(np.arange(100, dtype=np.uint16), (10, 1))  # (10, 100) ramp 0..99
     pixels[0, 0] = 60000  # one burnt-in marker pixel
