@@ -108,7 +108,7 @@ def test_every_recipe_has_a_phantom_twin_of_the_demo_model():
         for recipe in RECIPES:
             cfg = Config.fromfile(twin(target, recipe))
             check_recipe(cfg, recipe, task)
-            assert cfg.model.init_cfg.checkpoint == 'work_dirs/foundation_x_demo/iter_640.pth'
+            assert cfg.model.init_cfg.checkpoint == 'work_dirs/foundation_x_demo/iter_2560.pth'
             assert cfg.model.init_cfg.prefix == 'student.'
             # the demo's student, so that its checkpoint loads
             for part in ('data_preprocessor', 'loc_head', 'seg_neck', 'seg_head'):

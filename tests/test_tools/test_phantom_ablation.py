@@ -180,9 +180,9 @@ def fake_ablation(tmp_path_factory):
     for name in ('phantom_cls', 'phantom_ptx'):
         os.makedirs(tmp / 'ph' / name)
     argv = ['--variants', 'a', 'b', 'd', '--seeds', '0', '1', '--pairs', *PAIRS,
-            '--budget-scale', '0.01', '--phantoms', str(tmp / 'ph'), '--work-dir',
+            '--budget-scale', '0.001', '--phantoms', str(tmp / 'ph'), '--work-dir',
             str(tmp / 'work'), '--skip-existing']
-    budget = pa.make_budget(DEMO, 0.01, len(PAIRS))
+    budget = pa.make_budget(DEMO, 0.001, len(PAIRS))
     for run in pa.plan_runs(PAIRS, budget, ['a', 'b', 'd'], [0, 1], str(tmp / 'work')):
         pa.write_configs(run, DEMO, budget, str(tmp / 'ph'), skip_existing=False)
         with zipfile.ZipFile(run.checkpoint, 'w') as ckpt:
@@ -245,7 +245,7 @@ def test_markdown_and_json_files(fake_ablation):
 
 def test_skip_existing_refuses_runs_made_otherwise(fake_ablation):
     _, argv, _ = fake_ablation
-    argv = [a if a != '0.01' else '0.5' for a in argv]
+    argv = [a if a != '0.001' else '0.5' for a in argv]
     with pytest.raises(ValueError, match='written with other settings'):
         pa.main(argv)
 
@@ -258,7 +258,7 @@ def test_end_to_end_single_task_run(tmp_path, monkeypatch):
     generate_phantom_datasets(str(tmp_path / 'ph'), num_train=8, num_val=4, num_test=4,
                               size=64, datasets=['phantom_cls'])
     argv = ['--variants', 'a', '--pairs', 'phantom_cls.cls', '--seeds', '0',
-            '--budget-scale', '0.01', '--phantoms', str(tmp_path / 'ph'),
+            '--budget-scale', '0.001', '--phantoms', str(tmp_path / 'ph'),
             '--work-dir', str(tmp_path / 'work'), '--cfg-options',
             'train_dataloader.batch_size=4', 'train_dataloader.sampler.batch_size=4',
             'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',

@@ -9,7 +9,7 @@ _base_ = '../../_base_/fx-finetune_swin-b.py'
 # ========================= Frequently modified parameters =========================
 # the last checkpoint of `make demo` (a TeacherStudent: its student is loaded, as
 # `pretrained_prefix` of the base says)
-pretrained = 'work_dirs/foundation_x_demo/iter_640.pth'
+pretrained = 'work_dirs/foundation_x_demo/iter_2560.pth'
 max_iters = 200         # the one visit of the target pair
 val_interval = 100
 train_batch_size = 8
