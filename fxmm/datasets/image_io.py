@@ -219,9 +219,11 @@ def _native_grey_frame(ds: pydicom.Dataset) -> Optional[np.ndarray]:
             or len(data) < rows * cols * dtype.itemsize):
         return None
     arr = np.frombuffer(data, dtype, count=rows * cols).reshape(rows, cols)
-    if stored < allocated:  # as pydicom: shift the unused bits out and back
+    if stored < allocated and signed:  # as pydicom: shift the unused bits out and back
         arr = np.left_shift(arr, allocated - stored)
-        np.right_shift(arr, allocated - stored, out=arr)
+        np.right_shift(arr, allocated - stored, out=arr)  # arithmetic: sign-extends
+    elif stored < allocated:  # unsigned: the same as masking the unused bits, in one pass
+        arr = np.bitwise_and(arr, (1 << stored) - 1)
     return arr
 
 
@@ -267,11 +269,13 @@ def _linear_grey(arr: np.ndarray, ds: pydicom.Dataset,
             and abs(slope) * max(-info.min, info.max) + abs(intercept) < 1 << 24):
         return (arr * slope + intercept).astype(np.float32)  # float64, like pydicom
     # exact in float32: integers below 2**24 throughout
-    if slope == 1:
-        return np.add(arr, np.float32(intercept), dtype=np.float32)
+    # a plain conversion, then in-place float32 arithmetic (numpy's mixed-type ufuncs with a
+    # float32 output are several times slower than astype)
+    img = arr.astype(np.float32)
     if slope == -1:
-        return np.subtract(np.float32(intercept), arr, dtype=np.float32)
-    img = np.multiply(arr, np.float32(slope), dtype=np.float32)
+        return np.subtract(np.float32(intercept), img, out=img)
+    if slope != 1:
+        img *= np.float32(slope)
     if intercept:
         img += np.float32(intercept)
     return img

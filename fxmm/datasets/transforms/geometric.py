@@ -103,6 +103,18 @@ def compose_scale_factor(results: dict, w_scale: float, h_scale: float) -> None:
     results['scale_factor'] = (float(prev_w) * w_scale, float(prev_h) * h_scale)
 
 
+def clip_boxes(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Clip xyxy boxes (N, 4) to an (h, w) image, as float32; a box wholly outside gets zero
+    area."""
+    limits = np.array([w, h, w, h], dtype=np.float32)
+    return np.clip(boxes.astype(np.float32, copy=False), 0, limits)
+
+
+def box_areas(boxes: np.ndarray) -> np.ndarray:
+    """Areas (N,) of xyxy boxes (N, 4)."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
 def resize_results(results: dict, out_w: int, out_h: int, interpolation: str) -> None:
     """Resize ``img`` (``interpolation``), ``gt_seg_masks`` and ``gt_bboxes`` to (out_w, out_h).
 
@@ -112,8 +124,8 @@ def resize_results(results: dict, out_w: int, out_h: int, interpolation: str) ->
     """
     img = results['img']
     h, w = img.shape[:2]
-    resized = mmcv.imresize(np.ascontiguousarray(img), (out_w, out_h),
-                            interpolation=interpolation)
+    # cv2 reads a crop view with its row stride: no copy of the (larger) input
+    resized = mmcv.imresize(img, (out_w, out_h), interpolation=interpolation)
     results['img'] = resized.reshape(out_h, out_w, *img.shape[2:])
     w_scale, h_scale = out_w / w, out_h / h
     if results.get('gt_seg_masks') is not None:
@@ -122,10 +134,8 @@ def resize_results(results: dict, out_w: int, out_h: int, interpolation: str) ->
             lambda m: cv2.resize(m, (out_w, out_h), interpolation=cv2.INTER_NEAREST_EXACT),
             (out_h, out_w))
     if results.get('gt_bboxes') is not None:
-        boxes = HorizontalBoxes(results['gt_bboxes'])
-        boxes.rescale_((w_scale, h_scale))
-        boxes.clip_((out_h, out_w))
-        results['gt_bboxes'] = boxes.numpy()
+        scale = np.array([w_scale, h_scale, w_scale, h_scale], dtype=np.float32)
+        results['gt_bboxes'] = clip_boxes(results['gt_bboxes'] * scale, out_h, out_w)
     results['img_shape'] = (out_h, out_w)
     compose_scale_factor(results, w_scale, h_scale)
 
@@ -287,12 +297,10 @@ class CXRRandomResizedCrop(LocalRandomTransform):
             results['gt_seg_masks'] = results['gt_seg_masks'][:, y0:y0 + crop_h,
                                                               x0:x0 + crop_w]
         if results.get('gt_bboxes') is not None:
-            boxes = HorizontalBoxes(results['gt_bboxes'])
-            boxes.translate_((-x0, -y0))
-            areas = boxes.areas.numpy()
-            boxes.clip_((crop_h, crop_w))
-            visible = boxes.areas.numpy() / np.maximum(areas, 1e-6)
-            results['gt_bboxes'] = boxes.numpy()
+            boxes = results['gt_bboxes'] - np.array([x0, y0, x0, y0], dtype=np.float32)
+            clipped = clip_boxes(boxes, crop_h, crop_w)
+            visible = box_areas(clipped) / np.maximum(box_areas(boxes), 1e-6)
+            results['gt_bboxes'] = clipped
             keep_instances(results, visible >= max(self.min_box_visibility, 1e-6))
         resize_results(results, *self.scale, self.interpolation)
         return results
