@@ -15,7 +15,8 @@ iters_per_visit = 16   # iterations per visit (None = one pass over the pair's d
 val_interval = 1280    # iterations between evaluations
 warmup_iters = 160     # linear warm-up, then cosine to 0 (FX: 20 visits of 3000)
 base_lr = 1e-3         # demo: 10x the paper's 1e-4 (tiny model trained from scratch)
-backbone_lr_mult = 1.0 # the paper's 0.1 protects a pretrained backbone; this one starts random
+backbone_lr_mult = 0.1 # the paper's: backbone 1e-4, heads 1e-3; a from-scratch Swin at 1e-3
+                       # learnt no lesion classes (docs/configs.md)
 lock_tasks = ('loc', 'seg')  # Lock-Release: freeze the shared parts at the start of these visits
 lock_fraction = 0.5    # ... for the first half of each visit
 ema_momentum = 0.8     # teacher = m * teacher + (1 - m) * student, once per visit (FX)

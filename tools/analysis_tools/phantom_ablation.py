@@ -55,7 +55,7 @@ from fxmm.structures.cxr_data_sample import pair_name
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
 # the demo's phantom sizes (Makefile PHANTOM_ARGS), used when --phantoms lacks a dataset
-PHANTOM_ARGS = ('--seed', '0', '--num-train', '160', '--num-val', '48', '--num-test', '48')
+PHANTOM_ARGS = ('--seed', '0', '--num-train', '800', '--num-val', '96', '--num-test', '96')
 # the FoundationX arguments that build each task's path: a baseline sets the others' to None
 TASK_MODULES = dict(cls=('cls_head', ), loc=('loc_head', ), seg=('seg_neck', 'seg_head'))
 SIDES = ('student', 'teacher')
