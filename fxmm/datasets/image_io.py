@@ -199,7 +199,7 @@ def _native_grey_frame(ds: pydicom.Dataset) -> Optional[np.ndarray]:
 
     Returns:
         np.ndarray | None: (Rows, Columns) ``uint8``/``uint16``/``int8``/``int16``; read-only
-        (a view on the bytes) when Bits Stored equals Bits Allocated.
+        (a view on the bytes) when no unused high bit needs clearing.
     """
     if ds.file_meta.get('TransferSyntaxUID') not in (ExplicitVRLittleEndian,
                                                       ImplicitVRLittleEndian):
@@ -222,7 +222,8 @@ def _native_grey_frame(ds: pydicom.Dataset) -> Optional[np.ndarray]:
     if stored < allocated and signed:  # as pydicom: shift the unused bits out and back
         arr = np.left_shift(arr, allocated - stored)
         np.right_shift(arr, allocated - stored, out=arr)  # arithmetic: sign-extends
-    elif stored < allocated:  # unsigned: the same as masking the unused bits, in one pass
+    elif stored < allocated and arr.max() >> stored:  # unsigned: mask the unused bits (a
+        # new image-sized array, so only when some are set: one read-only pass decides)
         arr = np.bitwise_and(arr, (1 << stored) - 1)
     return arr
 

@@ -53,6 +53,10 @@ def test_out_range_float32_and_raw_unchanged(png16):
     np.testing.assert_allclose(img, (pixels - 1000.) / 599. * 2 - 1, atol=2e-7)
     assert (img.min(), img.max()) == (-1, 1)
     np.testing.assert_array_equal(transform(dict(img_path=path))['img'], img)
+    # in place (what transform does with the array it read): the same values, no new array
+    in_place = transform._normalise(raw, inplace=True)
+    assert in_place is raw
+    np.testing.assert_array_equal(in_place, img)
 
 
 def test_percentile_clips_outliers(tmp_path):
