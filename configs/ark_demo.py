@@ -26,6 +26,8 @@ embed_dims = 48        # Swin width (Swin-B: 128), as configs/foundation_x_demo.
 projector_dims = 516   # Ark's projector widens 1024 -> 1376; the same ratio on 384
 test_size = 146        # val / test resize: the crop is 7/8 of it, as Ark's 224 of 256
 iters_per_visit = None  # one full pass per visit (Ark)
+train_images = 160     # a seeded subset of each phantom train split (800 images): one pass is
+                       # 20 iterations, so the run keeps its 320
 # the four phantom datasets' image labels (data_converters/synthetic.py writes them), in
 # visit order
 ark_phantoms = dict(
@@ -76,7 +78,8 @@ def _pairs(split, pipeline):  # noqa: E302  (evaluated when the config is read)
         dict(task='cls',
              dataset=dict(type='CXRDataset', data_root=_base_.phantom_root + name,
                           ann_file=f'annotations/{split}.json', task='cls', pipeline=pipeline,
-                          test_mode=split != 'train'))
+                          test_mode=split != 'train',
+                          num_samples=train_images if split == 'train' else None))
         for name in ark_phantoms
     ]
 

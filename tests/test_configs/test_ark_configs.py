@@ -163,6 +163,8 @@ TINY = [
     'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
     'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
     'default_hooks.logger.interval=2',
+    # the demo trains on a 160-image subset of each split; these splits hold 4 images
+    *(f'train_dataloader.dataset.pairs.{i}.dataset.num_samples=4' for i in range(4)),
 ]
 PHANTOMS = ('phantom_cls', 'phantom_loc', 'phantom_seg', 'phantom_ptx')
 
@@ -242,3 +244,12 @@ def test_demo_test_with_ten_crops_runs_the_teachers_ten_views(trained, monkeypat
     weight = 'backbone.patch_embed.projection.weight'
     assert not torch.equal(state['teacher.' + weight], state['student.' + weight])
 
+
+
+def test_demo_trains_a_fixed_subset_and_evaluates_whole_splits():
+    """One Ark pass over 160 of each split's images (20 iterations at batch 8), whatever the
+    size of the phantom train split; val and test use every image."""
+    cfg = Config.fromfile(DEMO)
+    assert [p.dataset.num_samples for p in cfg.train_dataloader.dataset.pairs] == [160] * 4
+    for loader in (cfg.val_dataloader, cfg.test_dataloader):
+        assert all(p.dataset.get('num_samples') is None for p in loader.dataset.pairs)
