@@ -2,8 +2,8 @@
 # only, visited in a fixed order with one full pass each, the shared projector before the
 # per-dataset heads, (1 - c) * BCE + c * MSE with a cosine c, the cosine EMA teacher, the
 # teacher tested with ten crops - at tiny sizes, on the image labels of the four phantom
-# datasets, so that it trains and evaluates on a laptop CPU: 320 iterations took about 730
-# CPU-seconds (some 6 minutes on 2 idle cores); the ten-crop test runs 10 views per image.
+# datasets, so that it trains and evaluates on a laptop CPU: 320 iterations and two
+# validations took 72 s on 2 idle cores; the ten-crop test runs 10 views per image.
 #   make phantoms   (writes data/phantoms, see configs/_base_/datasets/phantoms.py)
 #   python tools/train.py configs/ark_demo.py --work-dir work_dirs/ark_demo
 #   python tools/test.py configs/ark_demo.py work_dirs/ark_demo/iter_320.pth --tta
