@@ -44,11 +44,12 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-import numpy as np
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 from fxmm.evaluation.results_table import COLUMNS, results_table
+from fxmm.evaluation.seed_summary import (Table, aggregate_over_seeds, nan_to_none,
+                                          stats_cell)
 from fxmm.models.foundation_x import CLASS_KEYS
 from fxmm.structures.cxr_data_sample import pair_name
 
@@ -428,10 +429,6 @@ def better_side(val_metrics: dict, key: str = 'score') -> str:
     return 'student' if values[0] > values[1] else 'teacher'
 
 
-# row -> seed -> dataset -> column title -> value in percent (None: the dataset lacks it)
-Table = Dict[str, Dict[int, Dict[str, Dict[str, Optional[float]]]]]
-
-
 def collect(runs: Sequence[Run]) -> tuple:
     """Read the runs' results into table rows.
 
@@ -459,65 +456,6 @@ def collect(runs: Sequence[Run]) -> tuple:
     return rows, chosen
 
 
-def _stats(values: Sequence[float]) -> dict:
-    """The mean and sample std of ``values`` over seeds, nan values left out.
-
-    Returns:
-        dict: ``mean`` (None without values, nan when all are nan), ``std`` (None below two
-        values), ``n`` (the values that count) and ``values``.
-    """
-    values = [float(v) for v in values]
-    kept = [v for v in values if not math.isnan(v)]
-    mean = float(np.mean(kept)) if kept else float('nan') if values else None
-    std = float(np.std(kept, ddof=1)) if len(kept) > 1 else None
-    return dict(mean=mean, std=std, n=len(kept), values=values)
-
-
-def _dataset_mean(by_dataset: Dict[str, Dict[str, Optional[float]]], column: str) -> float:
-    """Mean of ``column`` over the datasets that have it, nan results left out (as
-    MultiTaskMetric's summaries); None when no dataset has it."""
-    values = [v[column] for v in by_dataset.values() if v.get(column) is not None]
-    if not values:
-        return None
-    kept = [v for v in values if not math.isnan(v)]
-    return float(np.mean(kept)) if kept else float('nan')
-
-
-def aggregate(rows: Table) -> dict:
-    """Per row: per seed the mean over datasets of each column; over seeds their mean and
-    std, and per dataset and column the mean and std.
-
-    Returns:
-        dict: row -> ``dict(summary={column: stats}, datasets={dataset: {column: stats}},
-        per_seed={seed: {column: value}})``, stats as :func:`_stats` gives them.
-    """
-    titles = [title for title, _, _ in COLUMNS]
-    out = {}
-    for row, by_seed in rows.items():
-        per_seed = {seed: {t: _dataset_mean(ds, t) for t in titles}
-                    for seed, ds in sorted(by_seed.items())}
-        datasets = list(dict.fromkeys(d for ds in by_seed.values() for d in ds))
-        out[row] = dict(
-            per_seed=per_seed,
-            summary={t: _stats([s[t] for s in per_seed.values() if s[t] is not None])
-                     for t in titles},
-            datasets={d: {t: _stats([ds[d][t] for ds in by_seed.values()
-                                     if ds.get(d, {}).get(t) is not None])
-                          for t in titles}
-                      for d in datasets})
-    return out
-
-
-def _cell(stats: dict, num_seeds: int) -> str:
-    """``'mean ± std'``; ``'(n=k)'`` added when only k of the seeds have a defined value."""
-    if stats['mean'] is None:
-        return '-'
-    text = f'{stats["mean"]:.2f}'
-    if stats['std'] is not None:
-        text += f' ± {stats["std"]:.2f}'
-    return text + (f' (n={stats["n"]})' if 0 < stats['n'] < num_seeds else '')
-
-
 def row_title(row: str, short: bool = False) -> str:
     """The title of a row of :func:`collect`, e.g. ``'d/teacher'`` -> ``'(d) = (c) +
     teacher (Foundation X), teacher'`` (``short``: ``'(d) teacher'``)."""
@@ -527,15 +465,6 @@ def row_title(row: str, short: bool = False) -> str:
         return ' '.join((title.split()[0], side)) if side else title.split()[0]
     return title + (f', {side}' if side else
                     ', better copy on val' if VARIANTS[key].teacher else '')
-
-
-def _no_nan(value):
-    """``value`` with every nan float replaced by None (strict JSON)."""
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_no_nan(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _chosen_text(chosen: Dict[int, str]) -> str:
@@ -570,8 +499,9 @@ def render_markdown(summary: dict, chosen: Dict[int, str], seeds: Sequence[int],
                   'with the higher val-split score (the mean of the task summaries; method.md: '
                   f'report the better): {_chosen_text(chosen)}.']
     lines += ['', '| Variant | ' + ' | '.join(titles) + ' |', '|---|' + '---:|' * len(titles)]
-    lines += [f'| {row_title(row)} | ' + ' | '.join(_cell(s['summary'][t], n) for t in titles)
-              + ' |' for row, s in summary.items()]
+    lines += [f'| {row_title(row)} | '
+              + ' | '.join(stats_cell(s['summary'][t], n) for t in titles) + ' |'
+              for row, s in summary.items()]
     lines += ['', '## Per dataset']
     for title in titles:
         datasets = list(dict.fromkeys(
@@ -584,7 +514,7 @@ def render_markdown(summary: dict, chosen: Dict[int, str], seeds: Sequence[int],
                   + ' |',
                   '|---|' + '---:|' * len(summary)]
         lines += [f'| {d} | ' + ' | '.join(
-            _cell(s['datasets'].get(d, {}).get(title, dict(mean=None)), n)
+            stats_cell(s['datasets'].get(d, {}).get(title, dict(mean=None)), n)
             for s in summary.values()) + ' |' for d in datasets]
     return '\n'.join(lines) + '\n'
 
@@ -680,7 +610,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             raise
 
     rows, chosen = collect(runs)
-    summary = aggregate({row: rows[row] for row in sorted(rows)})
+    summary = aggregate_over_seeds({row: rows[row] for row in sorted(rows)})
     markdown = render_markdown(summary, chosen, args.seeds, budget, command)
     report = dict(command=command, budget=dict(budget._asdict(), pair_iters=budget.pair_iters,
                                                joint_iters=budget.joint_iters),
@@ -691,7 +621,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     with open(out, 'w') as f:
         f.write(markdown)
     with open(osp.splitext(out)[0] + '.json', 'w') as f:
-        json.dump(_no_nan(report), f, indent=1)
+        json.dump(nan_to_none(report), f, indent=1)
     print_log(f'{markdown}\n(written to {out}; {time.time() - start:.0f} s)', logger='current')
     return report
 
