@@ -1,4 +1,8 @@
-"""The optimiser of a TeacherStudent model holds exactly the student's parameters."""
+"""The optimiser of a TeacherStudent model holds exactly the student's parameters, in one
+param group per distinct setting; per-parameter checkpoints still resume."""
+import copy
+
+import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 
@@ -26,3 +30,84 @@ def test_plain_model_unchanged():
     params = [p for g in wrapper.optimizer.param_groups for p in g['params']]
     assert len(params) == len(list(model.parameters()))
     assert all(isinstance(p, torch.nn.Parameter) for p in params)
+
+
+def _wrappers(constructor):
+    """The same TeacherStudent twice (equal weights) and an AdamW wrapper on each, built by
+    mmengine's default constructor (one group per parameter) and by ``constructor``."""
+    torch.manual_seed(0)
+    models = [MODELS.build(dict(type='TeacherStudent', model=get_tiny_model_cfg()))
+              for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    cfg = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+               paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))
+    per_param = build_optim_wrapper(models[0].student, cfg)
+    merged = build_optim_wrapper(models[1], dict(cfg, constructor=constructor))
+    return models, per_param, merged
+
+
+def _step(model, wrapper, weight):
+    """One AdamW step of a loss that reaches the backbone and one of the cls heads only."""
+    student = model.student
+    loss = sum((p * weight).pow(2).sum() for p in student.backbone.parameters())
+    loss = loss + sum(p.pow(2).sum() for p in student.cls_head.parameters())
+    wrapper.update_params(loss)
+
+
+def _params(model):
+    return [p.detach().clone() for p in model.student.parameters()]
+
+
+def test_equal_groups_merged_same_updates():
+    models, per_param, merged = _wrappers('StudentOptimWrapperConstructor')
+    groups = merged.optimizer.param_groups
+    assert len(per_param.optimizer.param_groups) == len(list(models[0].student.parameters()))
+    assert [g['lr'] for g in groups] == [1e-4, 1e-3]  # backbone, then everything else
+    assert [len(g['params']) for g in groups] == [
+        len(list(models[1].student.backbone.parameters())),
+        len(list(models[1].student.parameters())) - len(
+            list(models[1].student.backbone.parameters()))]
+    before = _params(models[1])
+    for weight in (1., 2., 0.5):
+        _step(models[0], per_param, weight)
+        _step(models[1], merged, weight)
+    after = _params(models[1])
+    for a, b in zip(_params(models[0]), after):
+        assert torch.equal(a, b)
+    moved = [not torch.equal(a, b) for a, b in zip(before, after)]
+    # the backbone and the cls heads moved; the seg parts had no gradient and stayed
+    assert moved[0] and any(moved) and not all(moved)
+
+
+def test_per_parameter_checkpoint_resumes_into_merged_groups():
+    models, per_param, merged = _wrappers('StudentOptimWrapperConstructor')
+    _step(models[0], per_param, 1.)
+    _step(models[1], merged, 1.)
+    # a copy, as read from a checkpoint file (the state dict holds the optimiser's tensors)
+    saved = copy.deepcopy(per_param.state_dict())
+    # a fresh merged optimiser (as after a restart) loads the per-parameter state
+    fresh = build_optim_wrapper(models[1], dict(
+        type='OptimWrapper', constructor='StudentOptimWrapperConstructor',
+        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+        paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)})))
+    fresh.load_state_dict(saved)
+    assert len(fresh.optimizer.param_groups) == 2
+    for a, b in zip(models[0].student.parameters(), models[1].student.parameters()):
+        state_a, state_b = per_param.optimizer.state[a], fresh.optimizer.state[b]
+        assert state_a.keys() == state_b.keys()
+        for key in state_a:
+            assert torch.equal(state_a[key], state_b[key])
+    cls_weight = next(models[1].student.cls_head.parameters())
+    assert fresh.optimizer.state[cls_weight]['step'] == 1
+    _step(models[0], per_param, 3.)
+    _step(models[1], fresh, 3.)
+    for a, b in zip(_params(models[0]), _params(models[1])):
+        assert torch.equal(a, b)
+
+
+def test_per_parameter_checkpoint_of_other_settings_is_refused():
+    models, per_param, merged = _wrappers('StudentOptimWrapperConstructor')
+    saved = per_param.state_dict()
+    saved['param_groups'][-1]['lr'] = 0.5  # a head parameter saved with another lr
+    with pytest.raises(ValueError, match='other paramwise settings'):
+        merged.load_state_dict(saved)
