@@ -52,21 +52,21 @@ model = dict(
 tta_model = dict(crop_size=img_size)
 
 train_pipeline = [
-    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRImage', defer_norm=True),
     dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
     dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.08, 1.0)),
     dict(type='CXRRandomRotate', max_angle=10., prob=0.5),
     dict(type='PackCXRInputs'),
 ]
 val_pipeline = [
-    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRImage', defer_norm=True),
     dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
     dict(type='CXRResize', scale=(test_size, test_size)),
     dict(type='mmcv.CenterCrop', crop_size=img_size),
     dict(type='PackCXRInputs'),
 ]
 test_pipeline = [  # TenCropTTA (--tta) takes the crops
-    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRImage', defer_norm=True),
     dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
     dict(type='CXRResize', scale=(test_size, test_size)),
     dict(type='PackCXRInputs'),

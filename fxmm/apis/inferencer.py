@@ -170,13 +170,14 @@ class FXInferencer(BaseInferencer):
         ``PackCXRInputs``; the image is kept between the two for the overlays.
 
         ``LoadCXRImage`` keeps the intensity settings of the config's test pipeline (the
-        model was trained with them) but always raises on a bad file; ``CXRResize`` keeps
+        model was trained with them) but always raises on a bad file and normalises at once
+        (the overlays are drawn on the whole normalised image); ``CXRResize`` keeps
         the config's ``keep_ratio``/``interpolation``, its ``scale`` being ``img_size`` when
         given.
         """
         found = find_test_transforms(cfg)
         load = found.get('LoadCXRImage', dict(type='LoadCXRImage'))
-        load.update(ignore_empty=False, channels=1)
+        load.update(ignore_empty=False, channels=1, defer_norm=False)
         resize = found.get('CXRResize')
         if self.img_size is not None:
             resize = dict(resize or dict(type='CXRResize'), scale=self.img_size)

@@ -1,7 +1,10 @@
 """Read a chest X-ray of any stored format into one float image.
 
 :func:`read_cxr_image` returns the raw intensities as float32 ``(H, W)`` with *higher = brighter*
-(more attenuating, as a radiologist views the film), whatever the file stores:
+(more attenuating, as a radiologist views the film), whatever the file stores; or, with
+``keep_stored=True``, the stored integers and the linear map to those intensities when there
+is one, so that a loader can crop and resize before converting
+(``LoadCXRImage(defer_norm=True)``):
 
 - DICOM (``.dcm``, ``.dicom``, the ``DICM`` preamble, or a bare data set without file meta),
   through pydicom: first frame only, Modality LUT / Rescale Slope-Intercept, then VOI LUT or
@@ -18,12 +21,14 @@ and the reason.
 """
 import math
 import os.path as osp
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
 import pydicom
 import SimpleITK as sitk
+from pydicom.dataelem import RawDataElement
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -51,6 +56,10 @@ _TO_GREY = {('RGB', 3): cv2.COLOR_RGB2GRAY, ('RGB', 4): cv2.COLOR_RGBA2GRAY,
             ('BGR', 3): cv2.COLOR_BGR2GRAY, ('BGR', 4): cv2.COLOR_BGRA2GRAY}
 
 
+#: stored types OpenCV resizes: ``read_cxr_image(keep_stored=True)`` returns them as they are
+RESIZABLE_STORED_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16))
+
+
 class CXRImageError(ValueError):
     """An image file that cannot be read; the message names the file and the reason."""
 
@@ -60,14 +69,20 @@ class CXRImageError(ValueError):
         self.reason = reason
 
 
-def read_cxr_image(path: str) -> Tuple[np.ndarray, dict]:
+def read_cxr_image(path: str, keep_stored: bool = False) -> Tuple[np.ndarray, dict]:
     """Read a chest X-ray file as raw float intensities, higher = brighter.
 
     Args:
         path (str): Local path of a DICOM, PNG, JPEG, MHA/MHD/NRRD or JSRT ``.IMG`` file.
+        keep_stored (bool): when the intensities are a linear map of stored integers of a type
+            in :data:`RESIZABLE_STORED_TYPES` (grey PNG/JPEG/MHA, JSRT, DICOM without LUT or
+            window: most radiographs), return those stored values and the map in
+            ``meta['stored_map']`` instead of converting the whole image to float32. Defaults
+            to False.
 
     Returns:
-        tuple[np.ndarray, dict]: The image, float32 of shape (H, W), and its meta:
+        tuple[np.ndarray, dict]: The image, float32 of shape (H, W) (or the stored integers,
+        see ``keep_stored``), and its meta:
 
         - ``pixel_spacing`` (tuple[float, float] | None): (row, col) spacing in mm.
         - ``photometric`` (str): photometric interpretation of the *stored* data
@@ -76,6 +91,8 @@ def read_cxr_image(path: str) -> Tuple[np.ndarray, dict]:
         - ``bits_stored`` (int | None): bits per stored sample (None for float data).
         - ``source_format`` (str): ``'dicom'``, ``'png'``, ``'jpeg'``, ``'metaimage'``,
           ``'nrrd'`` or ``'jsrt'``.
+        - ``stored_map`` (tuple[float, float] | None): ``(slope, intercept)`` when the image
+          holds stored values: intensity = ``slope * stored + intercept``; else None.
 
     Raises:
         CXRImageError: The file is missing, of an unknown format, or cannot be decoded.
@@ -96,6 +113,13 @@ def read_cxr_image(path: str) -> Tuple[np.ndarray, dict]:
     else:
         img, meta = _READERS[fmt](path)
     meta['source_format'] = fmt
+    stored_map = meta.pop('stored_map', None)
+    if stored_map is not None and keep_stored and img.dtype in RESIZABLE_STORED_TYPES:
+        meta['stored_map'] = stored_map
+        return img, meta
+    meta['stored_map'] = None
+    if stored_map is not None:
+        return apply_linear(img, *stored_map), meta
     return img.astype(np.float32, copy=False), meta
 
 
@@ -135,13 +159,14 @@ def _read_dicom(path: str) -> Tuple[np.ndarray, dict]:
         ds = pydicom.dcmread(path, force=True)
     except Exception as e:  # pydicom raises many types on corrupt input
         raise CXRImageError(path, f'not a readable DICOM file ({type(e).__name__}: {e})') from e
-    if 'PixelData' not in ds:
+    if _PIXEL_DATA not in ds:
         sop_class = getattr(ds.get('SOPClassUID'), 'name', 'unknown')
         raise CXRImageError(
             path, f'no (7FE0,0010) Pixel Data element (SOP class: {sop_class}): not an image, '
             'truncated before its pixel data, or not DICOM at all')
     _set_missing_transfer_syntax(ds, path)
-    photometric = str(ds.get('PhotometricInterpretation', 'MONOCHROME2')).strip().upper()
+    photometric = _text_values(ds, _PHOTOMETRIC)
+    photometric = 'MONOCHROME2' if photometric is None else '\\'.join(photometric).upper()
     try:
         arr = _native_grey_frame(ds) if photometric in ('MONOCHROME1', 'MONOCHROME2') else None
         if arr is None:
@@ -153,25 +178,25 @@ def _read_dicom(path: str) -> Tuple[np.ndarray, dict]:
             path, f'pixel data cannot be decoded (transfer syntax {ts_name}): '
             f'{type(e).__name__}: {e}') from e
 
+    meta = dict(pixel_spacing=_dicom_spacing(ds), photometric=photometric,
+                bits_stored=_us_value(ds, _BITS_STORED))
     try:
         if photometric == 'PALETTE COLOR':
             arr = apply_color_lut(arr, ds)  # (H, W) indices -> (H, W, 3) RGB
         if arr.ndim == 3:
-            img = _to_grey(arr)
-        else:
-            img = _linear_grey(arr, ds, photometric)
-            if img is None:  # a Modality LUT, a VOI LUT or a window: pydicom applies them
-                img = _grey_pipeline(arr if arr.flags.writeable else arr.copy(), ds)
-                if photometric == 'MONOCHROME1':
-                    lo, hi = _output_range(ds)
-                    img = lo + hi - img
+            return _to_grey(arr), meta
+        linear = _linear_map(arr, ds, photometric)
+        if linear is not None:
+            return arr, dict(meta, stored_map=linear)
+        # a Modality LUT, a VOI LUT or a window: pydicom applies them
+        img = _grey_pipeline(arr if arr.flags.writeable else arr.copy(), ds)
+        if photometric == 'MONOCHROME1':
+            lo, hi = _output_range(ds)
+            img = lo + hi - img
     except Exception as e:  # invalid LUT descriptor, window width < 1, ...
         raise CXRImageError(
             path, f'cannot apply its palette/Modality/VOI LUT: {type(e).__name__}: {e}') from e
-    return img, dict(
-        pixel_spacing=_dicom_spacing(ds),
-        photometric=photometric,
-        bits_stored=int(ds.BitsStored) if 'BitsStored' in ds else None)
+    return img, meta
 
 
 def _set_missing_transfer_syntax(ds: pydicom.Dataset, path: str) -> None:
@@ -186,6 +211,57 @@ def _set_missing_transfer_syntax(ds: pydicom.Dataset, path: str) -> None:
     ds.file_meta.TransferSyntaxUID = (
         ImplicitVRLittleEndian if implicit else
         ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+
+
+_BITS_STORED, _PIXEL_REPRESENTATION = 0x00280101, 0x00280103
+# Rows, Columns, Bits Allocated, Bits Stored, Pixel Representation, Samples per Pixel
+_FRAME_TAGS = (0x00280010, 0x00280011, 0x00280100, _BITS_STORED, _PIXEL_REPRESENTATION,
+               0x00280002)
+_PIXEL_DATA = 0x7FE00010
+_RESCALE_INTERCEPT, _RESCALE_SLOPE = 0x00281052, 0x00281053
+_PHOTOMETRIC, _PIXEL_SPACING, _IMAGER_PIXEL_SPACING = 0x00280004, 0x00280030, 0x00181164
+# Modality LUT Sequence, VOI LUT Sequence, Window Center, Window Width
+_LUT_AND_WINDOW_TAGS = (0x00283000, 0x00283010, 0x00281050, 0x00281051)
+
+
+def _us_value(ds: pydicom.Dataset, tag: int) -> Optional[int]:
+    """A one-valued US element (Rows, Bits Stored, ...) read from its raw bytes.
+
+    pydicom converts an element on first access, 14 us each, which for the handful a frame
+    needs costs half as much as parsing the file; a raw little-endian 2-byte value is decoded
+    here instead. Anything else (already converted, big endian, another length) goes
+    through pydicom.
+
+    Returns:
+        int | None: the value; None when the element is absent or empty.
+    """
+    elem = ds.get_item(tag)
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement) and elem.is_little_endian and elem.length == 2 \
+            and elem.VR in ('US', None) and isinstance(elem.value, bytes):
+        return int.from_bytes(elem.value, 'little')
+    value = ds[tag].value
+    return None if value is None or value == '' else int(value)
+
+
+def _text_values(ds: pydicom.Dataset, tag: int) -> Optional[List[str]]:
+    """The values of a text element (CS, DS, ...), read from its raw bytes as
+    :func:`_us_value` does: split at backslashes, stripped of padding.
+
+    Returns:
+        list[str] | None: the values (``[]`` when the element is empty); None when absent.
+    """
+    elem = ds.get_item(tag)
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+        text = elem.value.decode('ascii', 'replace').strip(' \0')
+        return [v.strip(' \0') for v in text.split('\\')] if text else []
+    value = ds[tag].value
+    if value is None or value == '':
+        return []
+    return [str(v) for v in value] if isinstance(value, MultiValue) else [str(value)]
 
 
 def _native_grey_frame(ds: pydicom.Dataset) -> Optional[np.ndarray]:
@@ -205,15 +281,16 @@ def _native_grey_frame(ds: pydicom.Dataset) -> Optional[np.ndarray]:
                                                       ImplicitVRLittleEndian):
         return None
     try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
-        signed = int(ds.PixelRepresentation) == 1
-        samples = int(ds.get('SamplesPerPixel', 1))
-    except (AttributeError, TypeError, ValueError):  # missing or empty: pydicom names it
+        rows, cols, allocated, stored, representation, samples = (
+            _us_value(ds, tag) for tag in _FRAME_TAGS)
+    except (TypeError, ValueError):  # a malformed element: pydicom names it
         return None
-    if samples != 1 or allocated not in (8, 16) or not 0 < stored <= allocated:
+    if None in (rows, cols, allocated, stored, representation):  # missing: pydicom names it
         return None
-    data = ds.PixelData
+    signed = representation == 1
+    if samples not in (None, 1) or allocated not in (8, 16) or not 0 < stored <= allocated:
+        return None
+    data = ds.get_item(_PIXEL_DATA).value  # raw bytes: no element conversion
     dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
     if (rows < 1 or cols < 1 or not isinstance(data, bytes)
             or len(data) < rows * cols * dtype.itemsize):
@@ -228,47 +305,68 @@ def _native_grey_frame(ds: pydicom.Dataset) -> Optional[np.ndarray]:
     return arr
 
 
-def _linear_grey(arr: np.ndarray, ds: pydicom.Dataset,
-                 photometric: str) -> Optional[np.ndarray]:
-    """The grey pipeline straight into float32 when it is linear, else None.
+def _linear_map(arr: np.ndarray, ds: pydicom.Dataset,
+                photometric: str) -> Optional[Tuple[float, float]]:
+    """``(slope, intercept)`` when the grey pipeline is linear, else None.
 
     Most radiographs have neither a Modality LUT nor a VOI LUT or window, only an optional
     Rescale Slope/Intercept; for them :func:`_grey_pipeline` and the MONOCHROME1 inversion
-    reduce to ``img = slope * arr + intercept``. With integer slope and intercept (the usual
-    case: 1 and 0, or CT-like -1024) every value is an integer below 2**24, so it is computed in
-    float32 (or not at all) and equals the float64 result exactly. Other slopes and intercepts
-    are computed in float64 and rounded once to float32, as before.
+    reduce to ``img = slope * arr + intercept``.
 
     Args:
-        arr (np.ndarray): (H, W) stored values of at most 16 bits.
+        arr (np.ndarray): (H, W) stored values.
         ds (pydicom.Dataset): its data set.
         photometric (str): its Photometric Interpretation.
 
     Returns:
-        np.ndarray | None: float32 (H, W), or None when the file has a Modality LUT, a VOI LUT
-        or a window, or values of more than 16 bits (exact only in float64).
+        tuple[float, float] | None: None when the file has a Modality LUT, a VOI LUT or a
+        window, or values of more than 16 bits (exact only in float64).
     """
     if arr.dtype.kind not in 'iu' or arr.dtype.itemsize > 2:
         return None
-    if (ds.get('ModalityLUTSequence') or ds.get('VOILUTSequence')
+    # a cheap check for absence first: an element's first access converts it (14 us)
+    if any(tag in ds for tag in _LUT_AND_WINDOW_TAGS) and (
+            ds.get('ModalityLUTSequence') or ds.get('VOILUTSequence')
             or ds.get('WindowCenter') is not None or ds.get('WindowWidth') is not None):
         return None
     slope, intercept = 1., 0.
-    if 'RescaleSlope' in ds and 'RescaleIntercept' in ds:
-        slope, intercept = ds.RescaleSlope, ds.RescaleIntercept
-        if slope is None or intercept is None:  # empty elements: pydicom names the error
+    if _RESCALE_SLOPE in ds and _RESCALE_INTERCEPT in ds:
+        values = _text_values(ds, _RESCALE_SLOPE), _text_values(ds, _RESCALE_INTERCEPT)
+        if any(len(v) != 1 for v in values):  # empty or multi-valued: pydicom names it
             return None
-        slope, intercept = float(slope), float(intercept)
+        try:
+            slope, intercept = float(values[0][0]), float(values[1][0])
+        except ValueError:  # not a decimal string: pydicom names it
+            return None
     if photometric == 'MONOCHROME1':
         # inverted within the rescaled range of every value that Bits Stored allows:
         # with lo + hi = slope * (vmin + vmax) + 2 * intercept:
         # lo + hi - (slope * v + intercept) = -slope * v + slope * (vmin + vmax) + intercept
         vmin, vmax = _stored_range(ds)
         slope, intercept = -slope, slope * (vmin + vmax) + intercept
+    return slope, intercept
+
+
+def apply_linear(arr: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """``slope * arr + intercept`` of integer stored values (at most 16 bits) as float32.
+
+    With integer slope and intercept (the usual case: 1 and 0, or CT-like -1024) every value
+    is an integer below 2**24, so it is computed in float32 (or not at all) and equals the
+    float64 result exactly. Other slopes and intercepts are computed in float64 and rounded
+    once to float32.
+
+    Args:
+        arr (np.ndarray): stored values, any shape, an integer type of at most 16 bits.
+        slope (float): the factor.
+        intercept (float): the offset.
+
+    Returns:
+        np.ndarray: float32, the shape of ``arr``; a new array.
+    """
     info = np.iinfo(arr.dtype)
-    if not (slope.is_integer() and intercept.is_integer()
+    if not (float(slope).is_integer() and float(intercept).is_integer()
             and abs(slope) * max(-info.min, info.max) + abs(intercept) < 1 << 24):
-        return (arr * slope + intercept).astype(np.float32)  # float64, like pydicom
+        return (arr * float(slope) + float(intercept)).astype(np.float32)  # float64, like pydicom
     # exact in float32: integers below 2**24 throughout
     # a plain conversion, then in-place float32 arithmetic (numpy's mixed-type ufuncs with a
     # float32 output are several times slower than astype)
@@ -305,18 +403,23 @@ def _output_range(ds: pydicom.Dataset) -> Tuple[float, float]:
 
 def _stored_range(ds: pydicom.Dataset) -> Tuple[int, int]:
     """(min, max) of the values that Bits Stored and Pixel Representation allow."""
-    bits = int(ds.BitsStored)
-    if int(ds.get('PixelRepresentation', 0)) == 1:
+    bits = _us_value(ds, _BITS_STORED)
+    if bits is None:
+        raise ValueError('no Bits Stored (0028,0101)')
+    if _us_value(ds, _PIXEL_REPRESENTATION) == 1:
         return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return 0, (1 << bits) - 1
 
 
 def _dicom_spacing(ds: pydicom.Dataset) -> Optional[Tuple[float, float]]:
     """(row, col) mm from Pixel Spacing, else Imager Pixel Spacing (usual in CR/DX)."""
-    for keyword in ('PixelSpacing', 'ImagerPixelSpacing'):
-        value = ds.get(keyword)
-        if value is not None and len(value) == 2:
-            return float(value[0]), float(value[1])
+    for tag in (_PIXEL_SPACING, _IMAGER_PIXEL_SPACING):
+        values = _text_values(ds, tag)
+        if values is not None and len(values) == 2:
+            try:
+                return float(values[0]), float(values[1])
+            except ValueError:  # not a decimal string: the spacing is unknown
+                return None
     return None
 
 
@@ -327,8 +430,16 @@ def _read_cv2(path: str) -> Tuple[np.ndarray, dict]:
     if img is None:
         raise CXRImageError(path, 'OpenCV cannot decode it (corrupt or unsupported PNG/JPEG)')
     photometric = 'RGB' if img.ndim == 3 and img.shape[2] >= 3 else 'MONOCHROME2'
-    return _to_grey(img, order='BGR'), dict(
-        pixel_spacing=None, photometric=photometric, bits_stored=img.dtype.itemsize * 8)
+    return _grey_or_stored(img, 'BGR', dict(
+        pixel_spacing=None, photometric=photometric, bits_stored=img.dtype.itemsize * 8))
+
+
+def _grey_or_stored(img: np.ndarray, order: str, meta: dict) -> Tuple[np.ndarray, dict]:
+    """A decoded (H, W) integer image as stored values (``stored_map`` (1, 0) in ``meta``),
+    anything else through :func:`_to_grey`."""
+    if img.ndim == 2 and img.dtype.kind in 'iu' and img.dtype.itemsize <= 2:
+        return img, dict(meta, stored_map=(1., 0.))
+    return _to_grey(img, order), meta
 
 
 # ----------------------------------------------------------------------------- MHA / NRRD
@@ -345,10 +456,10 @@ def _read_sitk(path: str) -> Tuple[np.ndarray, dict]:
         raise CXRImageError(path, f'expected a 2-D image or one slice, got size (x, y, z) {size}')
     arr = sitk.GetArrayFromImage(image)  # (H, W) or (H, W, C)
     col_spacing, row_spacing = image.GetSpacing()
-    return _to_grey(arr), dict(
+    return _grey_or_stored(arr, 'RGB', dict(
         pixel_spacing=(float(row_spacing), float(col_spacing)),
         photometric='RGB' if arr.ndim == 3 and arr.shape[2] >= 3 else 'MONOCHROME2',
-        bits_stored=None if arr.dtype.kind == 'f' else arr.dtype.itemsize * 8)
+        bits_stored=None if arr.dtype.kind == 'f' else arr.dtype.itemsize * 8))
 
 
 # ----------------------------------------------------------------------------- JSRT
@@ -361,14 +472,15 @@ def _read_jsrt(path: str) -> Tuple[np.ndarray, dict]:
         raise CXRImageError(
             path, f'raw JSRT .IMG must hold a square big-endian uint16 image '
             f'({JSRT_SIDE}x{JSRT_SIDE} = {JSRT_SIDE ** 2 * 2} bytes), but it has {len(data)} bytes')
-    raw = np.frombuffer(data, dtype='>u2').reshape(side, side)
+    # native byte order: the stored values can then be resized and rescaled like any others
+    raw = np.frombuffer(data, dtype='>u2').reshape(side, side).astype(np.uint16)
     if raw.max() > JSRT_MAX_VALUE:
         raise CXRImageError(
             path, f'value {raw.max()} exceeds 12 bits ({JSRT_MAX_VALUE}): not a JSRT raw image')
     spacing = JSRT_PIXEL_SPACING if side == JSRT_SIDE else None
-    return JSRT_MAX_VALUE - raw.astype(np.float32), dict(
-        pixel_spacing=(spacing, spacing) if spacing else None,
-        photometric='MONOCHROME1', bits_stored=12)
+    return raw, dict(pixel_spacing=(spacing, spacing) if spacing else None,
+                     photometric='MONOCHROME1', bits_stored=12,
+                     stored_map=(-1., float(JSRT_MAX_VALUE)))
 
 
 _READERS = {'dicom': _read_dicom, 'png': _read_cv2, 'jpeg': _read_cv2,

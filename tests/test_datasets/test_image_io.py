@@ -7,12 +7,13 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, pixel_array
-from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
 
-from fxmm.datasets.image_io import (CXRImageError, _grey_pipeline, _linear_grey,
-                                    _native_grey_frame, _output_range, read_cxr_image)
+from fxmm.datasets.image_io import (CXRImageError, _grey_pipeline, _linear_map,
+                                    _native_grey_frame, _output_range, apply_linear,
+                                    read_cxr_image)
+from fxmm.testing.dicom import write_grey_dicom as write_dicom
 
 
 def bundled(name):
@@ -20,29 +21,6 @@ def bundled(name):
     path = get_testdata_file(name, download=False)
     assert path is not None, f'{name} is not bundled with this pydicom'
     return path
-
-
-def write_dicom(path, pixels, photometric='MONOCHROME2', bits_stored=None, **elements):
-    """Write a one-frame grey DICOM with raw ``pixels`` bytes and extra data elements."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), Dataset(), file_meta=meta, preamble=b'\0' * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = pixels.dtype.itemsize * 8
-    ds.BitsStored = bits_stored or ds.BitsAllocated
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = int(pixels.dtype.kind == 'i')
-    ds.PixelData = pixels.astype(pixels.dtype.newbyteorder('<')).tobytes()
-    for keyword, value in elements.items():
-        setattr(ds, keyword, value)
-    ds.save_as(path, enforce_file_format=True)
-    return str(path)
 
 
 def write_without_meta(src, dst, implicit_vr):
@@ -68,7 +46,7 @@ def test_dicom_rescale_matches_stored_values():
     np.testing.assert_array_equal(img, expected)
     assert float(ds.RescaleIntercept) == -1024  # so the test did shift the values
     assert meta == dict(pixel_spacing=(0.661468, 0.661468), photometric='MONOCHROME2',
-                        bits_stored=16, source_format='dicom')
+                        bits_stored=16, source_format='dicom', stored_map=None)
 
 
 @pytest.mark.parametrize('name', [
@@ -254,7 +232,7 @@ def test_dicom_linear_grey_equals_float64_pipeline(tmp_path, photometric, dtype,
     if photometric == 'MONOCHROME1':
         lo, hi = _output_range(ds)
         expected = lo + hi - expected
-    img = _linear_grey(arr, ds, photometric)
+    img = apply_linear(arr, *_linear_map(arr, ds, photometric))
     assert img.dtype == np.float32
     if float(slope).is_integer() and float(intercept).is_integer():
         np.testing.assert_array_equal(img, expected)
@@ -272,7 +250,7 @@ def test_dicom_linear_grey_not_used_with_a_lut_or_window(tmp_path):
                            ('win', dict(WindowCenter=100, WindowWidth=50))):
         ds = pydicom.dcmread(write_dicom(tmp_path / f'{name}.dcm', RAMP12, bits_stored=12,
                                          **elements))
-        assert _linear_grey(pixel_array(ds), ds, 'MONOCHROME2') is None
+        assert _linear_map(pixel_array(ds), ds, 'MONOCHROME2') is None
 
 
 # ----------------------------------------------------------------------------- DICOM errors
@@ -322,7 +300,7 @@ def test_png_8_and_16_bit_exact(tmp_path):
         img, meta = read_cxr_image(path)
         np.testing.assert_array_equal(img, pixels)
         assert meta == dict(pixel_spacing=None, photometric='MONOCHROME2', bits_stored=bits,
-                            source_format='png')
+                            source_format='png', stored_map=None)
 
 
 def test_png_colour_becomes_luma(tmp_path):
@@ -364,7 +342,7 @@ def test_sitk_formats_exact_with_spacing(tmp_path, name, source_format):
     img, meta = read_cxr_image(str(tmp_path / name))
     np.testing.assert_array_equal(img, pixels)
     assert meta == dict(pixel_spacing=(0.5, 0.25), photometric='MONOCHROME2', bits_stored=16,
-                        source_format=source_format)
+                        source_format=source_format, stored_map=None)
 
 
 def test_sitk_single_slice_volume(tmp_path):
@@ -388,7 +366,7 @@ def test_jsrt_img_inverted(tmp_path):
     img, meta = read_cxr_image(str(tmp_path / 'JPCLN001.IMG'))
     np.testing.assert_array_equal(img, 4095 - pixels.astype(np.int64))
     assert meta == dict(pixel_spacing=None, photometric='MONOCHROME1', bits_stored=12,
-                        source_format='jsrt')
+                        source_format='jsrt', stored_map=None)
 
 
 def test_jsrt_full_size_has_spacing(tmp_path):
@@ -427,3 +405,27 @@ def test_corrupt_png(tmp_path):
     (tmp_path / 'cut.png').write_bytes((tmp_path / 'ok.png').read_bytes()[:40])
     with pytest.raises(CXRImageError, match=r'cut\.png.*OpenCV cannot decode'):
         read_cxr_image(str(tmp_path / 'cut.png'))
+
+
+def test_keep_stored_returns_the_stored_values_and_their_map(tmp_path):
+    stored = (np.arange(40, dtype=np.uint16) * 100).reshape(5, 8)
+    mono1 = write_dicom(tmp_path / 'm1.dcm', stored, 'MONOCHROME1', 12, RescaleSlope=2,
+                        RescaleIntercept=-1000)
+    cv2.imwrite(str(tmp_path / 'grey.png'), stored)
+    (tmp_path / 'JPCLN001.IMG').write_bytes(stored[:5, :5].astype('>u2').tobytes())
+    for path, expected_map in ((mono1, (-2., 2 * 4095 - 1000.)),
+                               (str(tmp_path / 'grey.png'), (1., 0.)),
+                               (str(tmp_path / 'JPCLN001.IMG'), (-1., 4095.))):
+        kept, meta = read_cxr_image(path, keep_stored=True)
+        assert kept.dtype == np.uint16 and meta['stored_map'] == expected_map
+        np.testing.assert_array_equal(kept, stored[:kept.shape[0], :kept.shape[1]])
+        img, plain_meta = read_cxr_image(path)
+        assert plain_meta['stored_map'] is None and img.dtype == np.float32
+        np.testing.assert_array_equal(apply_linear(kept, *meta['stored_map']), img)
+    # colour, and a window (not linear): float intensities, no map
+    cv2.imwrite(str(tmp_path / 'rgb.png'), np.dstack([stored.astype(np.uint8)] * 3))
+    windowed = write_dicom(tmp_path / 'w.dcm', stored, bits_stored=12, WindowCenter=2000,
+                           WindowWidth=1000)
+    for path in (str(tmp_path / 'rgb.png'), windowed):
+        img, meta = read_cxr_image(path, keep_stored=True)
+        assert img.dtype == np.float32 and meta['stored_map'] is None

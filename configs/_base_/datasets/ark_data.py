@@ -26,7 +26,7 @@ ark_pairs = ['mimic_cxr_data', 'chexpert_data', 'chestxray14_data', 'rsna_pneumo
 
 # ========================= Unmodified in most cases ===============================
 train_pipeline = [
-    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRImage', defer_norm=True),
     dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
     # the authors' albumentations RandomResizedCrop(224, 224): 8-100 % of the area
     dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.08, 1.0)),
@@ -37,7 +37,7 @@ train_pipeline = [
 ]
 # validation as the authors': resize, then the centre crop
 val_pipeline = [
-    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRImage', defer_norm=True),
     dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
     dict(type='CXRResize', scale=(test_size, test_size)),
     dict(type='mmcv.CenterCrop', crop_size=img_size),
@@ -45,7 +45,7 @@ val_pipeline = [
 ]
 # test: the whole resized image; TenCropTTA (tta_model, tools/test.py --tta) takes the crops
 test_pipeline = [
-    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRImage', defer_norm=True),
     dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
     dict(type='CXRResize', scale=(test_size, test_size)),
     dict(type='PackCXRInputs'),

@@ -29,28 +29,28 @@ fx_pairs = [
 
 # ========================= Unmodified in most cases ===============================
 cls_train_pipeline = [
-    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRImage', defer_norm=True),
     dict(type='LoadCXRAnnotations'),
     dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.8, 1.0)),
     dict(type='CXRRandomRotate', max_angle=7.),
     dict(type='PackCXRInputs'),
 ]
 loc_train_pipeline = [
-    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRImage', defer_norm=True),
     dict(type='LoadCXRAnnotations'),
     dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.8, 1.0),
          min_box_visibility=0.5),
     dict(type='PackCXRInputs'),
 ]
 seg_train_pipeline = [
-    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRImage', defer_norm=True),
     dict(type='LoadCXRAnnotations'),
     dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.8, 1.0)),
     dict(type='CXRRandomFlip', prob=0.5),  # swaps left/right classes via the dataset's lr_pairs
     dict(type='PackCXRInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadCXRImage'),
+    dict(type='LoadCXRImage', defer_norm=True),
     dict(type='LoadCXRAnnotations'),
     dict(type='CXRResize', scale=(img_size, img_size)),
     dict(type='PackCXRInputs'),

@@ -71,7 +71,7 @@ lock_modules = dict(
 
 def _pipelines(size):  # noqa: E302  (evaluated when the config is read)
     """The pretraining augmentations per task (method.md), at `size` x `size`."""
-    load = [dict(type='LoadCXRImage'), dict(type='LoadCXRAnnotations')]
+    load = [dict(type='LoadCXRImage', defer_norm=True), dict(type='LoadCXRAnnotations')]
     pack = [dict(type='PackCXRInputs')]
     crop = dict(type='CXRRandomResizedCrop', scale=(size, size), area_range=(0.8, 1.0))
     return dict(

@@ -8,6 +8,7 @@ from mmengine.structures import InstanceData, LabelData, PixelData
 
 from fxmm.registry import TRANSFORMS
 from fxmm.structures import CXRDataSample
+from .loading import apply_deferred_norm
 
 # metainfo a packed sample carries by default (docs/design.md)
 DEFAULT_META_KEYS = ('dataset', 'task', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
@@ -26,7 +27,8 @@ class PackCXRInputs(BaseTransform):
 
     Only what the results hold is packed:
 
-    - ``img`` (H, W) or (H, W, C) -> ``inputs``: float32 tensor, shape (1, H, W) or (C, H, W).
+    - ``img`` (H, W) or (H, W, C) -> ``inputs``: float32 tensor, shape (1, H, W) or (C, H, W);
+      normalised first if a ``deferred_norm`` of ``LoadCXRImage`` is still pending.
     - ``gt_cls_label`` (C,) -> ``gt_cls.label``: float32 tensor (C,).
     - ``gt_bboxes`` (N, 4) and ``gt_bboxes_labels`` (N,) -> ``gt_instances.bboxes``: float32
       tensor (N, 4) and ``gt_instances.labels``: int64 tensor (N,).
@@ -54,6 +56,7 @@ class PackCXRInputs(BaseTransform):
             (:class:`CXRDataSample`).
         """
         packed = {}
+        apply_deferred_norm(results)
         if 'img' in results:
             img = np.asarray(results['img'])
             if img.ndim not in (2, 3):

@@ -2,7 +2,9 @@
 
 Every transform here reads and writes the results dict of ``docs/design.md``:
 
-- ``img`` (np.ndarray): float32, shape (H, W) or (H, W, C);
+- ``img`` (np.ndarray): float32, shape (H, W) or (H, W, C); or stored integers (H, W) with a
+  pending ``deferred_norm`` (``LoadCXRImage(defer_norm=True)``), which crops and flips keep
+  and the resize applies to its output (:func:`resize_results`);
 - ``gt_bboxes`` (np.ndarray, optional): float32, shape (N, 4), xyxy in pixels (edges: a box
   covering pixel columns ``a..b-1`` has ``x1 = a, x2 = b``);
 - ``gt_bboxes_labels`` (np.ndarray, optional): int64, shape (N,), kept aligned with the boxes;
@@ -32,6 +34,7 @@ from mmdet.structures.bbox import HorizontalBoxes
 
 from fxmm.datasets.sample_rng import current_sample_rng
 from fxmm.registry import TRANSFORMS
+from .loading import apply_deferred_norm
 
 
 def check_results(results: dict, transform: str) -> Tuple[int, int]:
@@ -115,18 +118,28 @@ def box_areas(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
+#: interpolations whose output can leave the input range (negative kernel lobes)
+OVERSHOOTING_INTERPOLATIONS = ('bicubic', 'lanczos')
+
+
 def resize_results(results: dict, out_w: int, out_h: int, interpolation: str) -> None:
     """Resize ``img`` (``interpolation``), ``gt_seg_masks`` and ``gt_bboxes`` to (out_w, out_h).
 
     Masks use pixel-centre aligned nearest neighbour (``cv2.INTER_NEAREST_EXACT``), which keeps
     them on the same grid as the image and the scaled boxes. Updates ``img_shape`` and composes
-    ``scale_factor``.
+    ``scale_factor``. Stored integers with a pending ``deferred_norm`` are resized as they
+    are and only the result is normalised, unless the interpolation can overshoot the input
+    range ('bicubic', 'lanczos'), which the stored type would clip: then it is normalised
+    first.
     """
+    if interpolation in OVERSHOOTING_INTERPOLATIONS:
+        apply_deferred_norm(results)
     img = results['img']
     h, w = img.shape[:2]
     # cv2 reads a crop view with its row stride: no copy of the (larger) input
     resized = mmcv.imresize(img, (out_w, out_h), interpolation=interpolation)
     results['img'] = resized.reshape(out_h, out_w, *img.shape[2:])
+    apply_deferred_norm(results)
     w_scale, h_scale = out_w / w, out_h / h
     if results.get('gt_seg_masks') is not None:
         results['gt_seg_masks'] = map_channels(
@@ -272,15 +285,16 @@ class CXRRandomResizedCrop(LocalRandomTransform):
     @cache_randomness
     def sample_crop(self, h: int, w: int) -> Tuple[int, int, int, int]:
         """Draw a crop (x0, y0, crop_w, crop_h) inside an (h, w) image."""
+        rng = self.rng
         log_ratio = (math.log(self.ratio_range[0]), math.log(self.ratio_range[1]))
         for _ in range(self.max_attempts):
-            target_area = h * w * self.rng.uniform(*self.area_range)
-            ratio = math.exp(self.rng.uniform(*log_ratio))
+            target_area = h * w * rng.uniform(*self.area_range)
+            ratio = math.exp(rng.uniform(*log_ratio))
             crop_w = int(round(math.sqrt(target_area * ratio)))
             crop_h = int(round(math.sqrt(target_area / ratio)))
             if 0 < crop_w <= w and 0 < crop_h <= h:
-                x0 = int(self.rng.integers(0, w - crop_w + 1))
-                y0 = int(self.rng.integers(0, h - crop_h + 1))
+                x0 = int(rng.integers(0, w - crop_w + 1))
+                y0 = int(rng.integers(0, h - crop_h + 1))
                 return x0, y0, crop_w, crop_h
         crop_w, crop_h = w, h
         if w / h < self.ratio_range[0]:
@@ -359,6 +373,7 @@ class CXRRandomRotate(LocalRandomTransform):
         angle = self.sample_angle()
         if angle is None:
             return results
+        apply_deferred_norm(results)  # the border value is a normalised intensity
         img = results['img']
         # a cv2 scalar per channel: a bare float would fill only the first channel
         rotated = mmcv.imrotate(img, angle, border_value=(self.border_value, ) * 4,

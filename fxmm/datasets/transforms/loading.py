@@ -1,14 +1,99 @@
-"""Loading transform: a chest X-ray file of any format -> a normalised float image."""
+"""Loading transform: a chest X-ray file of any format -> a normalised float image, or its
+stored integers with the normalisation deferred to the first resize."""
 import logging
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
 from fxmm.registry import TRANSFORMS
-from ..image_io import CXRImageError, read_cxr_image
+from ..image_io import CXRImageError, apply_linear, read_cxr_image
+
+
+#: results key of a pending :class:`DeferredNorm`
+DEFERRED_NORM_KEY = 'deferred_norm'
+
+
+def rescale_onto(img: np.ndarray, low: float, high: float,
+                 out_range: Tuple[float, float]) -> np.ndarray:
+    """Map ``low`` -> ``out_range[0]`` and ``high`` -> ``out_range[1]`` linearly, in place.
+
+    Onto (0, 1) it is one correctly rounded division, exactly 1 at ``high``; onto another
+    range the ends are clipped against float rounding. ``high <= low`` (no contrast) fills
+    ``out_range[0]``.
+
+    Args:
+        img (np.ndarray): float image, any shape; overwritten.
+        low (float): the value mapped onto ``out_range[0]``.
+        high (float): the value mapped onto ``out_range[1]``.
+        out_range (tuple[float, float]): (low, high) of the output.
+
+    Returns:
+        np.ndarray: ``img``.
+    """
+    out_low, out_high = out_range
+    if not high > low:
+        img.fill(out_low)
+        return img
+    img -= low
+    if (out_low, out_high) == (0., 1.):
+        img /= high - low
+        return img
+    img *= (out_high - out_low) / (high - low)
+    img += out_low
+    np.clip(img, out_low, out_high, out=img)
+    return img
+
+
+@dataclass(frozen=True)
+class DeferredNorm:
+    """The min-max normalisation of a :class:`LoadCXRImage` with ``defer_norm=True``, left for
+    the image's stored integers after cropping and resizing them.
+
+    Called on stored values ``v`` (any crop, flip or resize of the loaded image), it returns
+    ``rescale_onto(sign * v, low, high, out_range)`` in ``dtype``, the grey value repeated
+    ``channels`` times: what the loader would have given at once for those pixels (up to the
+    rounding of an integer resize: half a stored step, up to one for 8-bit images, which
+    OpenCV resizes with fixed-point weights). The min-max normalisation of
+    ``slope * v + intercept`` depends on ``v`` and the sign of ``slope`` only.
+
+    Args:
+        low (float): minimum of ``sign * v`` over the whole loaded image.
+        high (float): its maximum (> ``low``).
+        sign (int): 1, or -1 when higher stored values are darker (MONOCHROME1, JSRT).
+        out_range (tuple[float, float]): as in :class:`LoadCXRImage`.
+        dtype (type): ``np.float32`` or ``np.float64``.
+        channels (int): 1 for (H, W), 3 for (H, W, 3).
+    """
+
+    low: float
+    high: float
+    sign: int
+    out_range: Tuple[float, float]
+    dtype: type
+    channels: int
+
+    def __call__(self, stored: np.ndarray) -> np.ndarray:
+        """Normalise stored values (H, W) into a new float array (H, W) or (H, W, 3)."""
+        img = stored.astype(self.dtype)
+        if self.sign < 0:
+            np.negative(img, out=img)
+        rescale_onto(img, self.low, self.high, self.out_range)
+        if self.channels == 3:
+            img = np.repeat(img[..., None], 3, axis=2)  # (H, W) -> (H, W, 3)
+        return img
+
+
+def apply_deferred_norm(results: dict) -> None:
+    """Normalise ``results['img']`` now if a :class:`DeferredNorm` is pending (the transforms
+    whose result depends on the intensities call it first)."""
+    deferred = results.pop(DEFERRED_NORM_KEY, None)
+    if deferred is not None:
+        results['img'] = deferred(results['img'])
 
 
 @TRANSFORMS.register_module()
@@ -24,6 +109,20 @@ class LoadCXRImage(BaseTransform):
 
     A constant image (no contrast) becomes ``out_range[0]`` everywhere.
 
+    With ``defer_norm=True`` and ``'minmax'``, an image stored as integers with a linear map
+    to its intensities (grey PNG/JPEG/MHA, JSRT, DICOM without LUT or window: most
+    radiographs) stays in its stored type: ``img`` holds the stored values (uint8, uint16 or
+    int16) and ``results['deferred_norm']`` the pending :class:`DeferredNorm`, with the
+    minimum and maximum of the whole image. fxmm's geometric transforms crop, flip and resize
+    those integers and normalise only the (small) resized result; ``CXRRandomRotate`` and
+    ``PackCXRInputs`` normalise first when it is still pending. The whole image is never
+    converted to float: at 2048 px that conversion and normalisation cost more than decoding
+    the file. The resize then rounds to whole stored values (half a step, 1.2e-4 of the range
+    at 12 bits; up to a step at 8 bits, as in mmdet, which resizes its uint8 images alike).
+    Transforms of other libraries know nothing of the pending normalisation, so use it only
+    in pipelines of fxmm transforms up to the first resize (as the configs of ``configs/``
+    do).
+
     Required Keys:
 
     - img_path
@@ -37,7 +136,9 @@ class LoadCXRImage(BaseTransform):
 
     Added Keys:
 
-    - img (np.ndarray): float32 (H, W), or (H, W, 3) with ``channels=3``, within ``out_range``
+    - img (np.ndarray): float32 (H, W), or (H, W, 3) with ``channels=3``, within ``out_range``;
+      or the stored integers (H, W) with ``defer_norm``
+    - deferred_norm (DeferredNorm): only with ``defer_norm``, for an image kept stored
     - ori_shape (tuple[int, int]): (H, W) as decoded
     - img_shape (tuple[int, int]): (H, W)
     - pixel_spacing (tuple[float, float] | None): (row, col) in mm, None if the file lacks it
@@ -58,6 +159,9 @@ class LoadCXRImage(BaseTransform):
         ignore_empty (bool): Return None (so that the dataset picks another sample) instead of
             raising when the file is missing or cannot be decoded; the reason is logged.
             A size mismatch with the annotation always raises. Defaults to False.
+        defer_norm (bool): keep a linearly stored image in its stored type and leave the
+            ``'minmax'`` normalisation to the first resize (see above). Ignored with
+            ``'percentile'``. Defaults to False.
 
     Raises:
         CXRImageError: The image cannot be read, or its size differs from the annotation's
@@ -71,7 +175,8 @@ class LoadCXRImage(BaseTransform):
                  to_float32: bool = True,
                  channels: int = 1,
                  backend_args: Optional[dict] = None,
-                 ignore_empty: bool = False) -> None:
+                 ignore_empty: bool = False,
+                 defer_norm: bool = False) -> None:
         if len(out_range) != 2 or not out_range[0] < out_range[1]:
             raise ValueError(f'out_range must be (low, high) with low < high, got {out_range}')
         if intensity_norm not in ('minmax', 'percentile'):
@@ -89,6 +194,7 @@ class LoadCXRImage(BaseTransform):
         self.channels = channels
         self.backend_args = backend_args.copy() if backend_args else None
         self.ignore_empty = ignore_empty
+        self.defer_norm = defer_norm
 
     def transform(self, results: dict) -> Optional[dict]:
         """Load ``results['img_path']`` into ``results['img']``.
@@ -103,7 +209,8 @@ class LoadCXRImage(BaseTransform):
         filename = results['img_path']
         try:
             with get_local_path(filename, backend_args=self.backend_args) as local_path:
-                raw, meta = read_cxr_image(local_path)
+                raw, meta = read_cxr_image(
+                    local_path, keep_stored=self.defer_norm and self.intensity_norm == 'minmax')
         except Exception as e:  # a missing or undecodable file; remote backends raise their own
             if not self.ignore_empty:
                 raise
@@ -119,11 +226,16 @@ class LoadCXRImage(BaseTransform):
                     filename, f'decoded image is (H, W) = ({height}, {width}) but the annotation '
                     f'gives height={results.get("height")}, width={results.get("width")}, so its '
                     'boxes and masks would not line up')
-        img = self._normalise(raw, inplace=True)
-        if self.channels == 3:
-            img = np.repeat(img[..., None], 3, axis=2)  # (H, W) -> (H, W, 3)
-
-        results['img'] = img
+        deferred = self._deferred_norm(raw, meta['stored_map'])
+        if deferred is not None:
+            results['img'] = raw
+            results[DEFERRED_NORM_KEY] = deferred
+        else:
+            results['img'] = self._normalise(
+                raw if meta['stored_map'] is None else apply_linear(raw, *meta['stored_map']),
+                inplace=True)
+            if self.channels == 3:
+                results['img'] = np.repeat(results['img'][..., None], 3, axis=2)
         results['ori_shape'] = (height, width)
         results['img_shape'] = (height, width)
         results['pixel_spacing'] = meta['pixel_spacing']
@@ -149,21 +261,28 @@ class LoadCXRImage(BaseTransform):
             np.clip(img, low, high, out=img)
         else:
             low, high = float(img.min()), float(img.max())
-        out_low, out_high = self.out_range
+        return rescale_onto(img, low, high, self.out_range)
+
+    def _deferred_norm(self, stored: np.ndarray,
+                       stored_map: Optional[Tuple[float, float]]) -> Optional[DeferredNorm]:
+        """The pending normalisation of stored values (H, W) whose intensities are
+        ``slope * stored + intercept`` (``stored_map``); None when the image is float (not
+        kept stored) or has no contrast."""
+        if stored_map is None or stored_map[0] == 0:
+            return None
+        low, high, _, _ = cv2.minMaxLoc(stored)  # one pass, in the stored type
         if not high > low:
-            img.fill(out_low)
-            return img
-        img -= low
-        if (out_low, out_high) == (0., 1.):
-            img /= high - low  # correctly rounded, and exactly 1 at the maximum
-            return img
-        img *= (out_high - out_low) / (high - low)
-        img += out_low
-        np.clip(img, out_low, out_high, out=img)  # float rounding at the ends
-        return img
+            return None
+        sign = 1 if stored_map[0] > 0 else -1
+        if sign < 0:
+            low, high = -high, -low
+        return DeferredNorm(low=low, high=high, sign=sign, out_range=self.out_range,
+                            dtype=np.float32 if self.to_float32 else np.float64,
+                            channels=self.channels)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(out_range={self.out_range}, '
                 f'intensity_norm={self.intensity_norm!r}, percentiles={self.percentiles}, '
                 f'to_float32={self.to_float32}, channels={self.channels}, '
-                f'backend_args={self.backend_args}, ignore_empty={self.ignore_empty})')
+                f'backend_args={self.backend_args}, ignore_empty={self.ignore_empty}, '
+                f'defer_norm={self.defer_norm})')
