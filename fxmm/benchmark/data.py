@@ -3,7 +3,8 @@
 1. Throughput: the config's training pipeline (``LoadCXRImage``, annotations, augmentation,
    packing) of a ``CXRDataset`` of synthetic DICOM phantoms (``data_converters/synthetic.py``,
    12 bits in 16, written at ``dicom_size``), against ``pydicom.dcmread(f).pixel_array`` on
-   the same files, interleaved file by file; ``LoadCXRImage`` alone is timed too, to show
+   the same files, interleaved file by file, with OpenCV's threads as training sets them
+   (``env_cfg.mp_cfg.opencv_num_threads``); ``LoadCXRImage`` alone is timed too, to show
    where the time goes.
 2. Data share: the config's train dataloader (its ``num_workers``) feeding training steps of
    the config's model; the share is the time spent waiting for ``next(batch)`` over the
@@ -15,6 +16,7 @@ import tempfile
 import time
 from typing import Optional
 
+import cv2
 import pydicom
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
@@ -68,14 +70,21 @@ def pipeline_benchmark(cfg: Config, work_dir: str, num_files: int = 16, dicom_si
         load = TRANSFORMS.build(copy.deepcopy(pair['dataset']['pipeline'][0]))
     paths = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
     times = dict(pipeline=[], load_only=[], pydicom=[])
-    for _ in range(repeats):
-        for i, path in enumerate(paths):
-            round_times = interleaved(dict(
-                pipeline=lambda: dataset[i],
-                load_only=lambda: load(dict(img_path=path)),
-                pydicom=lambda: pydicom.dcmread(path).pixel_array), repeats=1, warmup=0)
-            for name, value in round_times.items():
-                times[name] += value
+    # OpenCV's threads as in training (mmengine sets them from env_cfg, 0 by default: its
+    # resize would otherwise wait for threads that torch's spinning OpenMP pool keeps busy)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(cfg.get('env_cfg', {}).get('mp_cfg', {}).get('opencv_num_threads', 0))
+    try:
+        for _ in range(repeats):
+            for i, path in enumerate(paths):
+                round_times = interleaved(dict(
+                    pipeline=lambda: dataset[i],
+                    load_only=lambda: load(dict(img_path=path)),
+                    pydicom=lambda: pydicom.dcmread(path).pixel_array), repeats=1, warmup=0)
+                for name, value in round_times.items():
+                    times[name] += value
+    finally:
+        cv2.setNumThreads(threads)
     ratio = summarize([raw / pipe for raw, pipe in zip(times['pydicom'], times['pipeline'])])
     profiles = {}
     if ratio['median'] < PIPELINE_TARGET:

@@ -367,12 +367,17 @@ def test_the_input_size_comes_from_the_config_or_img_size():
     assert found['CXRResize']['scale'] == (128, 128)
     assert found['LoadCXRImage']['type'] == 'LoadCXRImage'
 
+    assert found['LoadCXRImage']['defer_norm']
+
     cfg = tiny_config()
-    cfg.test_pipeline = [dict(type='LoadCXRImage', intensity_norm='percentile')]
+    cfg.test_pipeline = [dict(type='LoadCXRImage', intensity_norm='percentile',
+                              defer_norm=True)]
     with pytest.raises(ValueError, match='pass img_size'):
         FXInferencer(cfg, None, device='cpu')
     inferencer = FXInferencer(cfg, None, device='cpu', img_size=(96, 32))
     assert inferencer.loader.intensity_norm == 'percentile'  # the config's loading settings
+    # but normalised at once: the overlays are drawn on the whole image
+    assert not inferencer.loader.defer_norm
     assert inferencer.pipeline.transforms[0].scale == (96, 32)
 
 
