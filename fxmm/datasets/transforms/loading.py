@@ -49,6 +49,11 @@ def rescale_onto(img: np.ndarray, low: float, high: float,
     return img
 
 
+def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """A grey image (H, W) as is for ``channels=1``, as (H, W, 3) for ``channels=3``."""
+    return np.repeat(img[..., None], 3, axis=2) if channels == 3 else img
+
+
 @dataclass(frozen=True)
 class DeferredNorm:
     """The min-max normalisation of a :class:`LoadCXRImage` with ``defer_norm=True``, left for
@@ -82,10 +87,8 @@ class DeferredNorm:
         img = stored.astype(self.dtype)
         if self.sign < 0:
             np.negative(img, out=img)
-        rescale_onto(img, self.low, self.high, self.out_range)
-        if self.channels == 3:
-            img = np.repeat(img[..., None], 3, axis=2)  # (H, W) -> (H, W, 3)
-        return img
+        return to_channels(rescale_onto(img, self.low, self.high, self.out_range),
+                           self.channels)
 
 
 def apply_deferred_norm(results: dict) -> None:
@@ -231,11 +234,9 @@ class LoadCXRImage(BaseTransform):
             results['img'] = raw
             results[DEFERRED_NORM_KEY] = deferred
         else:
-            results['img'] = self._normalise(
+            results['img'] = to_channels(self._normalise(
                 raw if meta['stored_map'] is None else apply_linear(raw, *meta['stored_map']),
-                inplace=True)
-            if self.channels == 3:
-                results['img'] = np.repeat(results['img'][..., None], 3, axis=2)
+                inplace=True), self.channels)
         results['ori_shape'] = (height, width)
         results['img_shape'] = (height, width)
         results['pixel_spacing'] = meta['pixel_spacing']
