@@ -15,7 +15,7 @@ phantoms: setup
 	$(PY) -m data_converters.synthetic --out $(PHANTOMS) $(PHANTOM_ARGS)
 
 # Train the demo model on the synthetic phantoms, then evaluate it on their test split and
-# write the results table to $(WORK_DIR)/test/results.md.
+# write the results table to $(WORK_DIR)/test/test_results/results.md.
 demo: setup
 	@[ -d $(PHANTOMS)/phantom_cls ] || $(PY) -m data_converters.synthetic --out $(PHANTOMS) $(PHANTOM_ARGS)
 	$(PY) tools/train.py configs/foundation_x_demo.py --work-dir $(WORK_DIR)

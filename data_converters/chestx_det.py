@@ -16,7 +16,6 @@ patient. Usage::
 
     python data_converters/chestx_det.py --root data/cxr/ChestX-Det
 """
-import json
 import os.path as osp
 import sys
 from typing import List
@@ -29,7 +28,7 @@ if __package__ in (None, ''):  # run as a script: import from the repository roo
 from data_converters.common import BaseConverter  # noqa: E402
 from data_converters.masks import check_box, encode_masks, rasterise_polygons  # noqa: E402
 from data_converters.report import ConversionReport  # noqa: E402
-from data_converters.tables import find_file  # noqa: E402
+from data_converters.tables import find_file, read_json  # noqa: E402
 
 CHESTX_DET_CLASSES = ('Atelectasis', 'Calcification', 'Cardiomegaly', 'Consolidation',
                       'Diffuse Nodule', 'Effusion', 'Emphysema', 'Fibrosis', 'Fracture', 'Mass',
@@ -53,11 +52,7 @@ class ChestXDetConverter(BaseConverter):
         records = []
         for json_name, split in self.official.items():
             path = find_file(self.root, (json_name, ), 'ChestX-Det annotation list')
-            with open(path, encoding='utf-8') as f:
-                items = json.load(f)
-            if not isinstance(items, list):
-                raise ValueError(f'{path}: expected a JSON list of images, '
-                                 f'got {type(items).__name__}')
+            items = read_json(path, list)
             for index, item in enumerate(items):
                 where = f'{json_name}[{index}]'
                 try:

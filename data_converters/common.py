@@ -283,6 +283,20 @@ class BaseConverter:
         """Path of the JSON conversion report."""
         return osp.join(self.ann_dir, f'{self.ann_prefix}conversion_report.json')
 
+    @staticmethod
+    def _drop_duplicates(records: List[dict], report: ConversionReport) -> List[dict]:
+        """Leave out, and report, every image listed more than once by the official files
+        (e.g. in both the train and the test table): which of its annotations holds is
+        ambiguous."""
+        splits: Dict[str, List[str]] = {}
+        for record in records:
+            splits.setdefault(record['key'], []).append(str(record['split'] or 'unassigned'))
+        for key, where in splits.items():
+            if len(where) > 1:
+                report.skip(key, f'listed {len(where)} times by the official files (official '
+                            f'splits: {", ".join(where)}): left out as ambiguous')
+        return [r for r in records if len(splits[r['key']]) == 1]
+
     def run(self) -> ConversionReport:
         """Convert the dataset (see the module docstring).
 
@@ -295,10 +309,8 @@ class BaseConverter:
         """
         cache_dir = self._check_output()
         report = ConversionReport(self.dataset)
-        records = [r for r in self.collect(report) if r['key'] not in report]
-        keys = [r['key'] for r in records]
-        if len(set(keys)) != len(keys):
-            raise RuntimeError(f'{type(self).__name__}.collect gave duplicate keys')
+        records = self._drop_duplicates(
+            [r for r in self.collect(report) if r['key'] not in report], report)
         options = dict(dataset=self.dataset, converter_version=ANNOTATION_VERSION,
                        root=self.root, to_png=self.to_png, **self.options())
         with ResultCache(cache_dir, options) as cache:

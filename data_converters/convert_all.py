@@ -28,8 +28,10 @@ reported and the others still run. Usage::
 """
 import argparse
 import glob
+import logging
 import os.path as osp
 import sys
+import traceback
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence
 
@@ -116,8 +118,12 @@ def convert_all(datasets: str, only: Sequence[str] = (), **options) -> Dict[str,
             report = converter(root=root, **extra, **options).run()
         except FileExistsError as err:
             outcome[name] = f'already converted ({err})'
-        except (FileNotFoundError, ValueError, OSError) as err:
+        except (FileNotFoundError, ValueError, OSError) as err:  # bad input, said in words
             outcome[name] = f'failed: {err}'
+        except Exception as err:  # noqa: B902 - a bug for one dataset must not stop the rest
+            print_log(f'{name} failed:\n{traceback.format_exc()}', logger='current',
+                      level=logging.ERROR)
+            outcome[name] = f'failed: {type(err).__name__}: {err}'
         else:
             outcome[name] = (f'converted {sum(report.converted.values())} images, '
                              f'skipped {len(report.skipped)}')

@@ -117,10 +117,13 @@ def check_box(box: Sequence[float], height: int, width: int, what: str = 'box',
         list[float]: The clipped box.
 
     Raises:
-        ValueError: Non-finite values, x2 <= x1 or y2 <= y1, or a box outside the image by
-            more than ``tolerance``.
+        ValueError: Not four numbers, non-finite values, x2 <= x1 or y2 <= y1, or a box
+            outside the image by more than ``tolerance``.
     """
-    x1, y1, x2, y2 = (float(v) for v in box)
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise ValueError(f'{what} {box!r}: needs four numbers x1, y1, x2, y2') from None
     if not np.isfinite([x1, y1, x2, y2]).all() or not (x1 < x2 and y1 < y2):
         raise ValueError(f'{what} {list(box)}: needs finite x1 < x2 and y1 < y2')
     if min(x1, y1) < -tolerance or x2 > width + tolerance or y2 > height + tolerance:

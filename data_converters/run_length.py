@@ -10,7 +10,7 @@
 
 Both raise :class:`ValueError` on malformed text or runs that leave the image.
 """
-from typing import Iterable
+from typing import Iterable, Tuple
 
 import numpy as np
 
@@ -79,11 +79,20 @@ def decode_siim_rle(text: str, height: int, width: int, what: str = 'EncodedPixe
     return flat.reshape(width, height).T.copy()  # column-major
 
 
-def decode_siim_rles(texts: Iterable[str], height: int, width: int,
-                     what: str = 'EncodedPixels') -> np.ndarray:
-    """Merge (logical OR) the masks of all rows of one image; see :func:`decode_siim_rle`."""
+def decode_siim_rles(rows: Iterable[Tuple[str, str]], height: int, width: int) -> np.ndarray:
+    """Merge (logical OR) the masks of all rows of one image; see :func:`decode_siim_rle`.
+
+    Args:
+        rows (Iterable[tuple[str, str]]): ``(what, text)`` per table row: ``what`` names that
+            row (file and line) in error messages.
+        height (int): Image height.
+        width (int): Image width.
+
+    Returns:
+        np.ndarray: uint8 mask of 0/1, shape (H, W).
+    """
     mask = np.zeros((height, width), dtype=np.uint8)
-    for text in texts:
+    for what, text in rows:
         mask |= decode_siim_rle(text, height, width, what)
     return mask
 

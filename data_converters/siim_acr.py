@@ -19,7 +19,7 @@ The competition's test labels are not public, so the split is patient-level and 
 import os.path as osp
 import sys
 from collections import OrderedDict
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 
@@ -54,31 +54,30 @@ class SIIMACRConverter(BaseConverter):
     def collect(self, report: ConversionReport) -> List[dict]:
         table = find_file(self.root, self.table_names, f'{self.dataset} RLE table')
         name = osp.basename(table)
-        rles: 'OrderedDict[str, List[str]]' = OrderedDict()
-        sources = {}
+        # image id -> [(where, RLE text)], one per row: an error names its own row
+        rles: 'OrderedDict[str, List[Tuple[str, str]]]' = OrderedDict()
         for line, row in read_table(table, (self.id_column, self.rle_column), report,
                                     key_column=self.id_column):
             image_id = row[self.id_column]
             if not image_id:
                 report.skip(f'{name}:{line}', f'{name} line {line}: empty {self.id_column}')
                 continue
-            rles.setdefault(image_id, []).append(row[self.rle_column])
-            sources.setdefault(image_id, f'{name} line {line}')
+            rles.setdefault(image_id, []).append((f'{name} line {line}', row[self.rle_column]))
         files = self.index_files(self.image_suffixes, report=report)
         records = []
-        for image_id, texts in rles.items():
+        for image_id, rows in rles.items():
             if image_id not in files:
                 report.skip(image_id, f'image file {image_id}{self.image_suffixes[0]} not '
                             f'found under {self.root}')
                 continue
             records.append(dict(key=image_id, img_file=files[image_id], split=None,
-                                patient_id=None, rles=texts, source=sources[image_id]))
+                                patient_id=None, rles=rows))
         return records
 
     def annotate(self, record: dict, img: np.ndarray) -> dict:
         height, width = img.shape
-        mask = decode_siim_rles(record['rles'], height, width,
-                                what=f'{record["source"]} ({record["key"]})')
+        mask = decode_siim_rles([(f'{where} ({record["key"]})', text)
+                                 for where, text in record['rles']], height, width)
         return dict(patient_id=dicom_patient_id(record['img_file']) or record['key'],
                     cls_label=[int(mask.any())],
                     instances=component_instances(mask, label=0),

@@ -1,17 +1,20 @@
-"""Reading the official annotation tables (CSV, plain or gzipped) and lists, row by row.
+"""Reading the official annotation tables (CSV, plain or gzipped), lists and JSON files.
 
 Real tables are messy: headers with stray spaces (SIIM's ``' EncodedPixels'``), quoted
 multi-line text fields (CANDID-PTX reports), a UTF-8 byte-order mark, trailing commas,
 ``.csv.gz`` (MIMIC-CXR). :func:`read_table` reads them with Python's csv parser; a row with a
 wrong number of fields is reported and skipped, every other row is yielded with its line
-number so that later errors can name it.
+number so that later errors can name it. Trailing empty fields (NIH's header
+``Image Index,Finding Label,Bbox [x,y,w,h],,,``, whose rows may or may not end in ``,,,``)
+do not count.
 """
 import csv
 import gzip
+import json
 import math
 import os
 import os.path as osp
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .report import ConversionReport
 
@@ -55,19 +58,58 @@ def read_table(path: str,
         missing = [c for c in columns if c not in header]
         if missing:
             raise ValueError(f'{path}: missing column(s) {missing}; the header has {header}')
+        header = header[:_count_fields(header)]
         key_index = header.index(key_column) if key_column else None
         start = reader.line_num + 1
         for fields in reader:
             line, start = start, reader.line_num + 1
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue  # blank line
-            if len(fields) != len(header):
+            if _count_fields(fields, len(header)) != len(header):
                 key = (fields[key_index].strip() if key_index is not None
                        and key_index < len(fields) else f'{name}:{line}')
                 report.skip(key, f'{name} line {line}: malformed row with {len(fields)} '
                             f'fields, the header has {len(header)}')
                 continue
             yield line, {h: v.strip() for h, v in zip(header, fields)}
+
+
+def _count_fields(fields: List[str], at_least: int = 0) -> int:
+    """The number of fields less the trailing empty ones, but not below ``at_least`` (a
+    row's empty values of named columns count)."""
+    n = len(fields)
+    while n > at_least and not fields[n - 1].strip():
+        n -= 1
+    return n
+
+
+def read_json(path: str, kind: type, keys: Sequence[str] = (),
+              key_kind: Optional[type] = None) -> Any:
+    """An official JSON annotation file, checked to be a ``kind`` with the ``keys`` it needs.
+
+    Args:
+        path (str): The JSON file.
+        kind (type): ``dict`` or ``list``: what the file must hold.
+        keys (Sequence[str]): Keys the dict must have.
+        key_kind (type, optional): What each of ``keys`` must hold (e.g. ``list``).
+
+    Raises:
+        ValueError: Not valid JSON, or not what is expected; the message names the file.
+    """
+    try:
+        with open(path, encoding='utf-8-sig') as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f'{path}: not a valid JSON file ({err})') from None
+    if not isinstance(data, kind):
+        raise ValueError(f'{path}: expected a JSON {kind.__name__}, got {type(data).__name__}')
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ValueError(f'{path}: missing key(s) {missing}')
+    wrong = [k for k in keys if key_kind is not None and not isinstance(data[k], key_kind)]
+    if wrong:
+        raise ValueError(f'{path}: {wrong} must each hold a JSON {key_kind.__name__}')
+    return data
 
 
 def read_header(path: str) -> List[str]:

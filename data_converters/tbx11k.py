@@ -16,7 +16,6 @@ public: the official val set is our test split, and val is drawn from the offici
 
     python data_converters/tbx11k.py --root data/cxr/TBX11K
 """
-import json
 import os.path as osp
 import sys
 from typing import List
@@ -29,7 +28,7 @@ if __package__ in (None, ''):  # run as a script: import from the repository roo
 from data_converters.common import BaseConverter  # noqa: E402
 from data_converters.masks import check_box, xywh_to_xyxy  # noqa: E402
 from data_converters.report import ConversionReport  # noqa: E402
-from data_converters.tables import find_file  # noqa: E402
+from data_converters.tables import find_file, read_json  # noqa: E402
 
 TBX11K_CLASSES = ('Healthy', 'Sick but non-TB', 'TB')
 TBX11K_FOLDERS = {'health': 0, 'sick': 1, 'tb': 2}
@@ -53,11 +52,17 @@ class TBX11KConverter(BaseConverter):
         records = []
         for json_name, split in self.official.items():
             path = find_file(self.root, (json_name, ), 'TBX11K COCO annotations')
-            with open(path, encoding='utf-8') as f:
-                coco = json.load(f)
-            categories = {c['id']: c['name'] for c in coco['categories']}
+            coco = read_json(path, dict, ('images', 'categories'), list)
+            try:
+                categories = {c['id']: c['name'] for c in coco['categories']}
+            except (KeyError, TypeError):
+                raise ValueError(f'{path}: every categories entry needs an id and a name')
             boxes = {}
             for i, ann in enumerate(coco.get('annotations', [])):
+                if not isinstance(ann, dict) or 'image_id' not in ann:
+                    report.skip(f'{json_name}:annotations[{i}]',
+                                f'{json_name} annotations[{i}]: no image_id')
+                    continue
                 boxes.setdefault(ann['image_id'], []).append((i, ann))
             for image in coco['images']:
                 file_name = str(image.get('file_name'))

@@ -15,7 +15,6 @@ Splits: the official train (val drawn from it, seeded) and val = our test. Usage
 
     python data_converters/vindr_ribcxr.py --root data/cxr/VinDr-RibCXR
 """
-import json
 import os.path as osp
 import sys
 from typing import List
@@ -28,7 +27,7 @@ if __package__ in (None, ''):  # run as a script: import from the repository roo
 from data_converters.common import BaseConverter  # noqa: E402
 from data_converters.masks import encode_masks, rasterise_polygons  # noqa: E402
 from data_converters.report import ConversionReport  # noqa: E402
-from data_converters.tables import find_file  # noqa: E402
+from data_converters.tables import find_file, read_json  # noqa: E402
 
 RIBS = tuple(f'R{i}' for i in range(1, 11)) + tuple(f'L{i}' for i in range(1, 11))
 
@@ -49,11 +48,7 @@ class VinDrRibCXRConverter(BaseConverter):
         records = []
         for json_name, split in self.official.items():
             path = find_file(self.root, (json_name, ), 'VinDr-RibCXR annotations')
-            with open(path, encoding='utf-8') as f:
-                table = json.load(f)
-            missing = [c for c in ('img', ) + RIBS if c not in table]
-            if missing:
-                raise ValueError(f'{path}: missing column(s) {missing}')
+            table = read_json(path, dict, ('img', ) + RIBS, dict)  # column -> row -> value
             for row, name in table['img'].items():
                 image = osp.basename(str(name))
                 where = f'{json_name} row {row}'

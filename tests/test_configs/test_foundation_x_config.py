@@ -100,6 +100,12 @@ def test_config_states_the_papers_settings(cfg):
     assert (hooks['LockReleaseHook'].lock_tasks, hooks['LockReleaseHook'].lock_fraction) == (
         ('loc', 'seg'), 0.5)
     assert (hooks['TeacherEMAHook'].momentum, hooks['TeacherEMAHook'].interval) == (0.8, 'visit')
+    # CheXpert and MIMIC-CXR AUCs on the 5 competition classes, the others on all classes
+    competition = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema', 'Pleural Effusion']
+    assert cfg.test_evaluator == cfg.val_evaluator
+    assert cfg.test_evaluator.auc_classes == dict(chexpert=competition, mimic_cxr=competition)
+    assert set(competition) <= set(cfg.chexpert_data.cls_classes) & set(
+        cfg.mimic_cxr_data.cls_classes)
 
 
 def linear(n_in, n_out, bias=True):

@@ -38,6 +38,9 @@ def test_check_box_and_extent():
         check_box([0, 0, 20, 5], 10, 10)
     with pytest.raises(ValueError, match='x1 < x2'):
         check_box([5, 0, 5, 5], 10, 10)
+    for box in (None, [1, None, 3, 4], [1, 2, 3], ['a', 2, 3, 4]):  # e.g. JSON nulls
+        with pytest.raises(ValueError, match=r'^f.json\[3\] box .*needs four numbers'):
+            check_box(box, 10, 10, 'f.json[3] box')
     assert mask_extent(rect_mask(6, 6, (1, 2, 3, 4))) == [1, 2, 4, 5]
     assert mask_extent(np.zeros((3, 3))) is None
 
@@ -74,3 +77,23 @@ def test_read_table_real_world_csv(tmp_path):
                                    'has 3'}
     with pytest.raises(ValueError, match="missing column\\(s\\) \\['Target'\\]"):
         list(read_table(str(path), ['Target'], report))
+
+
+def test_read_table_trailing_empty_fields(tmp_path):
+    """NIH's box table: the header ends in ',,,', rows may or may not; a row short of a named
+    column or with a value past the header is still malformed."""
+    path = tmp_path / 'BBox_List_2017.csv'
+    path.write_text('Image Index,Finding Label,Bbox [x,y,w,h],,,\n'
+                    'a.png,Mass,1,2,3,4\n'
+                    'b.png,Mass,1,2,3,4,,,\n'
+                    'c.png,Mass,1,2,3,\n'
+                    'd.png,Mass,1,2,3\n'
+                    'e.png,Mass,1,2,3,4,,x,\n')
+    report = ConversionReport('t')
+    rows = list(read_table(str(path), ['Image Index'], report, 'Image Index'))
+    assert [(line, row['Image Index'], row['h]']) for line, row in rows] == [
+        (2, 'a.png', '4'), (3, 'b.png', '4'), (4, 'c.png', '')]
+    assert list(rows[0][1]) == ['Image Index', 'Finding Label', 'Bbox [x', 'y', 'w', 'h]']
+    assert report.skipped == {
+        'd.png': 'BBox_List_2017.csv line 5: malformed row with 5 fields, the header has 6',
+        'e.png': 'BBox_List_2017.csv line 6: malformed row with 9 fields, the header has 6'}

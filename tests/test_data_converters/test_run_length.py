@@ -31,7 +31,10 @@ def test_siim_reference_encoder_round_trip_and_rows_merged():
     assert n >= 3
     np.testing.assert_array_equal(decode_siim_rle(siim_rle(mask), 37, 23), mask)
     rows = [siim_rle(labels == i) for i in rng.permutation(np.arange(1, n + 1))] + ['-1']
-    np.testing.assert_array_equal(decode_siim_rles(rows, 37, 23), mask)
+    np.testing.assert_array_equal(
+        decode_siim_rles([(f'row {i}', text) for i, text in enumerate(rows)], 37, 23), mask)
+    with pytest.raises(ValueError, match=r'^row 1: .*overruns'):  # names its own row
+        decode_siim_rles([('row 0', '-1'), ('row 1', '5 900')], 37, 23)
 
 
 @pytest.mark.parametrize('text,message', [

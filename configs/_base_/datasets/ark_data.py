@@ -88,8 +88,6 @@ test_dataloader = dict(
     sampler=dict(type='MultiTaskSampler', batch_size=train_batch_size, mode='sequential'),
     dataset=dict(type='MultiTaskDataset', pairs=_pairs('test', test_pipeline)))
 # Ark reports CheXpert on its 5 competition classes, the others on all their classes
-val_evaluator = dict(
-    type='MultiTaskMetric',
-    auc_classes=dict(chexpert=['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema',
-                               'Pleural Effusion']))
+val_evaluator = dict(type='MultiTaskMetric',
+                     auc_classes=dict(chexpert=_base_.chexpert_competition_classes))
 test_evaluator = val_evaluator

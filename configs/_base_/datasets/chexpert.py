@@ -5,6 +5,10 @@
 # (LSR) and blank to 0. The radiologist-labelled test split has no uncertain labels.
 # A config builds its datasets from `chexpert_data` under its own data root, as
 # configs/_base_/datasets/foundation_x_data.py does (docs/datasets.md).
+# CheXpert's 5 competition classes: Foundation X reports the CheXpert and MIMIC-CXR AUCs on
+# them (method.md section 1, Evaluation), Ark the CheXpert AUC
+chexpert_competition_classes = ['Atelectasis', 'Cardiomegaly', 'Consolidation', 'Edema',
+                                'Pleural Effusion']
 chexpert_data = dict(
     name='chexpert',  # metainfo 'dataset': names its heads, losses and metrics
     folder='CheXpert-v1.0-small/',  # official folder name, under the data root

@@ -98,5 +98,9 @@ test_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='MultiTaskSampler', batch_size=train_batch_size, mode='sequential'),
     dataset=dict(type='MultiTaskDataset', pairs=_pairs('test', test_pipelines)))
-val_evaluator = dict(type='MultiTaskMetric')
+# CheXpert and MIMIC-CXR on the 5 competition classes, the others on all their classes
+val_evaluator = dict(
+    type='MultiTaskMetric',
+    auc_classes=dict(chexpert=_base_.chexpert_competition_classes,
+                     mimic_cxr=_base_.chexpert_competition_classes))
 test_evaluator = val_evaluator
