@@ -202,14 +202,7 @@ class TeacherStudent(BaseModel):
             seg_feats = student.seg_features(feats)
             losses = student.seg_head.loss(seg_feats, data_samples, dataset)
             return losses, F.normalize(seg_feats, dim=1), None
-        head = student.loc_head
-        head_inputs = head.forward_transformer(feats, data_samples, dataset)
-        losses = head.branch(dataset).bbox_head.loss(**head_inputs,
-                                                     batch_data_samples=data_samples)
-        hidden_states, references = head._matching_part(head_inputs)
-        # references[0] are the initial anchors (detached by DINO, but sliced from a stack
-        # with the refined boxes, hence the explicit detach)
-        return losses, hidden_states, references[0].detach()
+        return student.loc_head.loss_and_query_states(feats, data_samples, dataset)
 
     def _teacher_pass(self, inputs: Tensor, data_samples: List[CXRDataSample], dataset: str,
                       task: str, anchors: Optional[Tensor]) -> Tensor:
@@ -228,32 +221,7 @@ class TeacherStudent(BaseModel):
             return teacher.cls_head.project(teacher.pooled_features(feats))
         if task == 'seg':
             return F.normalize(teacher.seg_features(feats), dim=1)
-        return self._teacher_query_states(feats, data_samples, dataset, anchors)
-
-    def _teacher_query_states(self, feats: Tuple[Tensor, ...],
-                              data_samples: List[CXRDataSample], dataset: str,
-                              anchors: Tensor) -> Tensor:
-        """The teacher's DINO decoder states for given anchor boxes: its shared projection
-        and encoder, then ``dataset``'s decoder with its content queries and ``anchors`` in
-        place of its own two-stage selection (mmdet's ``DINO.forward_decoder``).
-
-        Args:
-            feats (tuple[Tensor]): teacher backbone maps (B, C_i, H_i, W_i).
-            data_samples (list[CXRDataSample]): metainfo ``img_shape``, ``batch_input_shape``.
-            dataset (str): the decoder branch to run.
-            anchors (Tensor): initial reference boxes (B, num_queries, 4), normalised cxcywh.
-
-        Returns:
-            Tensor: shape (num_layers, B, num_queries, embed_dims).
-        """
-        head = self.teacher.loc_head
-        encoder_outputs, decoder_inputs = head.encode(feats, data_samples)
-        branch = head.branch(dataset)
-        # (num_queries, C) -> (B, num_queries, C), as DINO.pre_decoder builds its queries
-        query = branch.query_embedding.weight[None].repeat(anchors.shape[0], 1, 1)
-        return branch.forward_decoder(query=query, reference_points=anchors, dn_mask=None,
-                                      memory=encoder_outputs['memory'],
-                                      **decoder_inputs)['hidden_states']
+        return teacher.loc_head.query_states(feats, data_samples, dataset, anchors)
 
     def predict(self, inputs: Tensor, data_samples: List[CXRDataSample],
                 **kwargs) -> List[CXRDataSample]:

@@ -215,7 +215,7 @@ def _read_all(root):
 
 def test_deterministic_by_seed(phantoms, tmp_path):
     out, _ = phantoms
-    again = generate_phantom_datasets(str(tmp_path / 'again'), size=SIZE, seed=0, **COUNTS)
+    generate_phantom_datasets(str(tmp_path / 'again'), size=SIZE, seed=0, **COUNTS)
     other = generate_phantom_datasets(str(tmp_path / 'other'), size=SIZE, seed=1, **COUNTS)
     first, second = _read_all(out), _read_all(str(tmp_path / 'again'))
     assert sorted(first) == sorted(second)

@@ -203,6 +203,18 @@ def test_params_frozen_by_others_are_left_alone_and_frozen_stages_warns():
     assert not any(p.requires_grad for p in model.seg_neck.parameters())
 
 
+def test_frozen_stages_warning_looks_inside_a_teacher_student_model():
+    """The lock prefixes name the student's modules: so does the frozen-stages check."""
+    model = nn.Module()
+    model.student, model.teacher = ToyLockModelLRH(), ToyLockModelLRH().requires_grad_(False)
+    model.student.backbone.frozen_stages = 1
+    runner = mock_runner(model, OptimWrapper(torch.optim.SGD(model.student.parameters(), lr=1)))
+    with patch('fxmm.engine.hooks.lock_release_hook.print_log', wraps=print_log) as log:
+        LockReleaseHook(lock_modules=LOCK_MODULES).before_train(runner)
+    assert [c.args[0].split(';')[0] for c in log.call_args_list] == [
+        'LockReleaseHook: backbone (Linear) has frozen_stages=1']
+
+
 def _ddp_worker(rank, port, out_dir):
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
                             world_size=2)

@@ -163,10 +163,9 @@ def test_loc_consistency_compares_the_same_anchors(model_and_perturbed):
     assert states.shape == (2, 2, 20, 256) and anchors.shape == (2, 20, 4)
     assert not anchors.requires_grad and 0 <= anchors.min() and anchors.max() <= 1
     with torch.no_grad():
-        teacher_states = model._teacher_query_states(feats, data['data_samples'], 'tbx',
-                                                     anchors)
-        shuffled = model._teacher_query_states(feats, data['data_samples'], 'tbx',
-                                               anchors.flip(1))
+        head = model.teacher.loc_head
+        teacher_states = head.query_states(feats, data['data_samples'], 'tbx', anchors)
+        shuffled = head.query_states(feats, data['data_samples'], 'tbx', anchors.flip(1))
     torch.testing.assert_close(teacher_states, states.detach(), rtol=1e-4, atol=1e-5)
     # other anchors give other states: the anchors are really used
     assert (shuffled - teacher_states).abs().max() > 1e-3

@@ -1,5 +1,6 @@
 # Foundation X optimisation (method.md): AdamW, weight decay 1e-4, lr 1e-4 with the backbone at
-# 1e-5, linear warm-up then cosine to 0. Leaf configs set `max_iters`/`warmup_iters`.
+# 1e-5; leaf configs add the schedule (foundation_x.py: linear warm-up over `warmup_visits`,
+# then cosine to 0 at `max_visits`).
 base_lr = 1e-4
 backbone_lr_mult = 0.1  # backbone lr = 1e-5
 weight_decay = 1e-4

@@ -186,7 +186,7 @@ class LockReleaseHook(Hook):
         self._check_optimizer(runner.optim_wrapper, model)
         self._check_ddp(runner.model)
         self._check_sampler(getattr(runner.train_loop, 'sampler', None))
-        self._warn_frozen_stages(model)
+        self._warn_frozen_stages(trained)
         self._locked = None
 
     @staticmethod

@@ -108,9 +108,10 @@ class TeacherEMAHook(Hook):
         if leaked:
             raise ValueError(
                 f'TeacherEMAHook: {len(leaked)} teacher parameters (e.g. teacher.{leaked[0]}) '
-                'are in the optimiser. Give optim_wrapper a paramwise_cfg (e.g. '
-                "paramwise_cfg=dict(custom_keys={})): mmengine's DefaultOptimWrapperConstructor "
-                'then skips parameters that do not require grad')
+                "are in the optimiser. Build it on the student (optim_wrapper=dict(constructor="
+                "'StudentOptimWrapperConstructor', ...), as the configs do) or give optim_wrapper "
+                "a paramwise_cfg (e.g. paramwise_cfg=dict(custom_keys={})): mmengine's "
+                'DefaultOptimWrapperConstructor then skips parameters that do not require grad')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         """Set the model's training progress and log the scheduled values."""

@@ -85,14 +85,15 @@ class SharedDINO(BaseModule):
     this module, ``DINO.pre_decoder``/``forward_decoder`` on the branch); only the composition
     is written here. Shared parameters are owned once (they are not registered inside the
     branches), so the state dict has no duplicated tensors; :meth:`shared_parameters` lists
-    them for Lock-Release. The memory projection is per dataset (see
-    :class:`DINODecoderBranch`): it only feeds that dataset's two-stage scoring, and it keeps
-    training while the shared encoder is locked.
+    them (``LockReleaseHook``'s loc prefixes name the same modules; a test checks it). The
+    memory projection is per dataset (see :class:`DINODecoderBranch`): it only feeds that
+    dataset's two-stage scoring, and it keeps training while the shared encoder is locked.
 
     Every trainable parameter of the shared part and of the trained dataset's branch gets a
     gradient from :meth:`loss` on a batch with boxes (unlike the authors' code, where ~5.5M
     head parameters never did); other branches get none. The student of a student-teacher
-    pair can take its losses and query states from one pass with :meth:`loss_and_query_states`.
+    pair takes its losses, query states and anchors from one pass with
+    :meth:`loss_and_query_states`; the teacher decodes those anchors with :meth:`query_states`.
 
     Args:
         dataset_classes (dict[str, int]): dataset name -> number of box classes; one branch
@@ -339,17 +340,24 @@ class SharedDINO(BaseModule):
         return hidden_states, references
 
     def loss_and_query_states(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
-                              dataset: str) -> Tuple[Dict[str, Tensor], Tensor]:
-        """:meth:`loss` and :meth:`query_states` from one forward pass (for the student).
+                              dataset: str) -> Tuple[Dict[str, Tensor], Tensor, Tensor]:
+        """:meth:`loss`, and what the student of a student-teacher pair compares, from one
+        forward pass.
 
         Returns:
-            tuple: the loss dict of :meth:`loss` and the matching queries' hidden states
-            (num_layers, B, num_queries, embed_dims).
+            tuple: the loss dict of :meth:`loss`; the matching queries' decoder hidden states
+            (num_layers, B, num_queries, embed_dims), after the decoder's final LayerNorm, in
+            the order of the two-stage query selection; and their initial anchor boxes
+            (B, num_queries, 4), normalised cxcywh, detached (the teacher decodes them with
+            :meth:`query_states`).
         """
         head_inputs = self.forward_transformer(feats, batch_data_samples, dataset)
         losses = self.branch(dataset).bbox_head.loss(
             **head_inputs, batch_data_samples=batch_data_samples)
-        return losses, self._matching_part(head_inputs)[0]
+        hidden_states, references = self._matching_part(head_inputs)
+        # references[0] are the initial anchors (detached by DINO, but sliced from a stack
+        # with the refined boxes, hence the explicit detach)
+        return losses, hidden_states, references[0].detach()
 
     def loss(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
              dataset: str) -> Dict[str, Tensor]:
@@ -415,16 +423,28 @@ class SharedDINO(BaseModule):
         return results
 
     def query_states(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
-                     dataset: str) -> Tensor:
-        """Decoder hidden states of the matching queries, for the student-teacher consistency.
+                     dataset: str, anchors: Tensor) -> Tensor:
+        """The decoder states of ``dataset``'s branch for given anchor boxes: the shared
+        projection and encoder, then the branch's decoder with its content queries and
+        ``anchors`` in place of its own two-stage selection (mmdet's
+        ``DINO.forward_decoder``). The teacher of a student-teacher pair decodes the
+        student's anchors (from :meth:`loss_and_query_states`), so that query ``i`` of both
+        looks at the same place.
 
-        In eval mode (the teacher) the result is deterministic. In training mode the
-        de-noising queries are built (they need ``gt_instances``) and dropped; the matching
-        queries cannot attend to them, so they do not change the result.
+        Args:
+            feats (Sequence[Tensor]): backbone outputs (B, C_i, H_i, W_i).
+            batch_data_samples (list[DetDataSample]): metainfo ``img_shape``,
+                ``batch_input_shape``.
+            dataset (str): the decoder branch to run.
+            anchors (Tensor): initial reference boxes (B, num_queries, 4), normalised cxcywh.
 
         Returns:
-            Tensor: shape (num_layers, B, num_queries, embed_dims), after the decoder's
-            final LayerNorm, in the order of the two-stage query selection (by score).
+            Tensor: shape (num_layers, B, num_queries, embed_dims).
         """
-        head_inputs = self.forward_transformer(feats, batch_data_samples, dataset)
-        return self._matching_part(head_inputs)[0]
+        encoder_outputs, decoder_inputs = self.encode(feats, batch_data_samples)
+        branch = self.branch(dataset)
+        # (num_queries, C) -> (B, num_queries, C), as DINO.pre_decoder builds its queries
+        query = branch.query_embedding.weight[None].repeat(anchors.shape[0], 1, 1)
+        return branch.forward_decoder(query=query, reference_points=anchors, dn_mask=None,
+                                      memory=encoder_outputs['memory'],
+                                      **decoder_inputs)['hidden_states']
