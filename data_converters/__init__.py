@@ -1,1 +1,2 @@
-"""Converters from official chest X-ray dataset layouts (and the synthetic phantoms) to the fxmm annotation format."""
+"""Converters from the official chest X-ray dataset layouts (and the synthetic phantoms) to
+the fxmm annotation format."""

@@ -11,9 +11,10 @@ Official layout (PhysioNet ``mimic-cxr-jpg/2.0.0``; the tables may be ``.csv`` o
       files/p10/p10000032/s50414267/<dicom_id>.jpg
 
 Labels belong to studies: each PA or AP image gets its study's labels (other views are left
-out; a study without a labeller row has null labels). The classes are in CheXpert's order.
-The labels are kept raw; the uncertain policy (U-ones for MIMIC in Ark) is applied when the
-dataset is loaded. Splits: the official ones, patient = ``subject_id``. Usage::
+out; a study without a labeller row has null labels, the images of a study whose row is
+malformed are skipped). The classes are in CheXpert's order. The labels are kept raw; the
+uncertain policy (U-ones for MIMIC in Ark) is applied when the dataset is loaded. Splits:
+the official ones, patient = ``subject_id``. Usage::
 
     python data_converters/mimic_cxr.py --root data/cxr/mimic-cxr-jpg
 """
@@ -68,6 +69,9 @@ class MIMICCXRConverter(BaseConverter):
                 report.skip(dicom_id, f'image file {img_file} not found')
                 continue
             study_labels = labels.get((subject, study))
+            if study_labels is None and study in report:  # a labeller row read_table refused
+                study_labels = (f'the labeller row of study {study} is malformed: '
+                                f'{report.skipped[study]}')
             if isinstance(study_labels, str):  # the study's labeller row is malformed
                 report.skip(dicom_id, study_labels)
                 continue
@@ -82,11 +86,12 @@ class MIMICCXRConverter(BaseConverter):
     def _read_labels(path: str, report: ConversionReport
                      ) -> Dict[Tuple[str, str], Union[str, List[Optional[int]]]]:
         """(subject_id, study_id) -> labels, or the error of a malformed row (its study's
-        images are then skipped)."""
+        images are then skipped; a row with a wrong number of fields is reported under its
+        study_id)."""
         name = osp.basename(path)
         labels = {}
         for line, row in read_table(path, ('subject_id', 'study_id') + CHEXPERT_CLASSES,
-                                    report):
+                                    report, key_column='study_id'):
             try:
                 labels[row['subject_id'], row['study_id']] = parse_chexpert_labels(
                     row, f'{name} line {line}')

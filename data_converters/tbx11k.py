@@ -8,7 +8,7 @@ Official layout (the TBX11K release)::
                  COCO: images (file_name 'tb/tb0003.png', relative to imgs/), annotations
                  (bbox x, y, w, h; category_id), categories ActiveTuberculosis,
                  ObsoletePulmonaryTuberculosis, PulmonaryTuberculosis
-      lists/TBX11K_train.txt, TBX11K_val.txt, ...
+      lists/TBX11K_train.txt, TBX11K_val.txt, ...   (not read: the JSONs list the same images)
 
 The image class is its folder under ``imgs/`` (health, sick, tb). The test labels are not
 public: the official val set is our test split, and val is drawn from the official train set

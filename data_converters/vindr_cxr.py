@@ -13,7 +13,8 @@ the same columns plus ``class_id`` is read too)::
 Every training image was read by 3 radiologists: an image label is the OR over its readers.
 Boxes are kept per reader (``--boxes per-reader``, each instance names its ``reader``) or
 fused across readers (``wbf``: boxes of a class that overlap by ``--fuse-iou`` are averaged;
-``union``: replaced by their enclosing box). Splits: official train (val drawn from it, seeded)
+``union``: replaced by their enclosing box); the official test boxes, a consensus, are kept
+as they are. Splits: official train (val drawn from it, seeded)
 and test. Image ids are the only patient key of this de-identified dataset. Usage::
 
     python data_converters/vindr_cxr.py --root data/cxr/vindr-cxr --boxes wbf
@@ -52,7 +53,9 @@ def fuse_boxes(instances: List[dict], method: str, iou_thr: float) -> List[dict]
     """Fuse the boxes of several readers, class by class.
 
     Boxes are taken in reader order; each joins the cluster whose fused box it overlaps most,
-    if that IoU (pycocotools) is >= ``iou_thr``, else starts a cluster. A cluster's box is the
+    among the clusters holding no box of its reader, if that IoU (pycocotools) is >=
+    ``iou_thr``, else starts a cluster: two boxes of one reader are two findings, never
+    fused. A box without a reader (a consensus box) stays as it is. A cluster's box is the
     mean of its members (``'wbf'``, weighted box fusion with equal weights, as readers give no
     scores) or their enclosing box (``'union'``).
 
@@ -72,11 +75,14 @@ def fuse_boxes(instances: List[dict], method: str, iou_thr: float) -> List[dict]
         boxes: List[np.ndarray] = []  # fused box of each cluster
         for inst in members:
             box = np.asarray(inst['bbox'], dtype=np.float64)
-            if boxes:
-                ious = mask_utils.iou(_xywh(box[None]), _xywh(np.stack(boxes)),
-                                      [0] * len(boxes))[0]
-                best = int(np.argmax(ious))
-                if ious[best] >= iou_thr:
+            reader = inst.get('reader')
+            open_ = [i for i, cluster in enumerate(clusters) if reader is not None and all(
+                m.get('reader') not in (None, reader) for m in cluster)]
+            if open_:
+                ious = mask_utils.iou(_xywh(box[None]), _xywh(np.stack([boxes[i] for i in open_])),
+                                      [0] * len(open_))[0]
+                best = open_[int(np.argmax(ious))]
+                if ious.max() >= iou_thr:
                     clusters[best].append(inst)
                     coords = np.asarray([m['bbox'] for m in clusters[best]])
                     boxes[best] = (coords.mean(axis=0) if method == 'wbf' else
@@ -226,7 +232,7 @@ class VinDrCXRConverter(BaseConverter):
         instances = [dict(bbox=check_box(inst['bbox'], height, width, inst['where']),
                           bbox_label=inst['bbox_label'], reader=inst['reader'])
                      for inst in record['boxes']]
-        if self.boxes != 'per-reader':
+        if self.boxes != 'per-reader' and record['split'] != 'test':  # test: the consensus
             instances = fuse_boxes(instances, self.boxes, self.fuse_iou)
         return dict(cls_label=record['cls_label'], instances=instances)
 

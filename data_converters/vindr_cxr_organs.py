@@ -11,8 +11,10 @@ Each mask is a CheXmask RLE (1-indexed absolute starts, row-major) on the ``Heig
 ``Width`` grid, which must be the DICOM's size. The box of an organ encloses its whole mask.
 ``--min-dice-rca`` drops masks whose estimated quality (RCA Dice, the CheXmask paper's
 measure) is lower. Written as ``annotations/organs_<split>.json`` beside the VinDr-CXR
-findings; splits as VinDr-CXR's (train with val drawn from it, seeded by image id, and
-test), so an image has the same split in both. Usage::
+findings; splits as VinDr-CXR's, by the image's official folder (``train/``, with val drawn
+from it seeded by image id, and ``test/``), so that with the same ``--split-seed`` and
+fractions an image has the same split in both (an image in neither folder is drawn into
+train / val / test like a dataset without official splits). Usage::
 
     python data_converters/vindr_cxr_organs.py --root data/cxr/vindr-cxr \\
         --chexmask-csv data/cxr/CheXmask/OriginalResolution/VinDr-CXR.csv

@@ -1,4 +1,7 @@
 """MIMIC-CXR-JPG: gzipped tables joined on the study, PA/AP only, official splits."""
+import gzip
+import os.path as osp
+
 from data_converters.chexpert import CHEXPERT_CLASSES
 from data_converters.mimic_cxr import MIMICCXRConverter
 from fixtures import assert_skipped, converted, report_of, write_mimic
@@ -23,3 +26,22 @@ def test_mimic_cxr(tmp_path):
         'images of studies without labeller row (null labels)': 1,
         'views other than PA/AP left out': 1}
     assert_skipped(root, {'d6': 'not found'})
+
+
+def test_images_of_a_malformed_labeller_row_are_skipped_not_unlabelled(tmp_path):
+    """A labeller row with a field missing drops its study's images (it must not give them
+    null labels, which the configs' missing_as_zero would turn into all-negative ones)."""
+    root = str(tmp_path / 'mimic-cxr-jpg')
+    write_mimic(root)
+    table = osp.join(root, 'mimic-cxr-2.0.0-chexpert.csv.gz')
+    with gzip.open(table, 'rt') as f:
+        lines = f.read().splitlines()
+    assert lines[3].startswith('11000011,51234567,')  # the labels of d4
+    lines[3] = lines[3].rsplit(',', 1)[0]
+    with gzip.open(table, 'wt') as f:
+        f.write('\n'.join(lines) + '\n')
+    MIMICCXRConverter(root=root).run()
+    assert set(converted(root)) == {'d1', 'd3', 'd5'}
+    malformed = r'mimic-cxr-2.0.0-chexpert.csv.gz line 4: malformed row with 15 fields'
+    assert_skipped(root, {'d6': 'not found', '51234567': malformed,
+                          'd4': 'the labeller row of study 51234567 is malformed: ' + malformed})

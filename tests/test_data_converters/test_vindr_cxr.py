@@ -58,3 +58,19 @@ def test_fuse_boxes_clusters_by_iou():
         ([0.5, 0., 10.5, 10.], 0, 'R1,R2'), ([30., 30., 40., 40.], 0, 'R3'),
         ([0., 0., 10., 10.], 1, 'R3')]
     assert len(fuse_boxes(inst, 'union', iou_thr=0.9)) == 4  # nothing overlaps that much
+
+
+def test_fuse_boxes_keeps_one_readers_boxes_and_consensus_boxes_apart():
+    """Two overlapping boxes of one reader are two findings; a box without a reader (the
+    test part's consensus) is never fused; another reader's box joins the closer of them."""
+    inst = [dict(bbox=[0, 0, 10, 10], bbox_label=0, reader='R1'),
+            dict(bbox=[1, 0, 11, 10], bbox_label=0, reader='R1'),
+            dict(bbox=[1, 0, 11, 10], bbox_label=0, reader='R2')]
+    fused = fuse_boxes(inst, 'wbf', iou_thr=0.5)
+    assert [(f['bbox'], f['reader']) for f in fused] == [
+        ([0., 0., 10., 10.], 'R1'), ([1., 0., 11., 10.], 'R1,R2')]
+    consensus = [dict(bbox=[0, 0, 10, 10], bbox_label=0, reader=None),
+                 dict(bbox=[1, 0, 11, 10], bbox_label=0, reader=None),
+                 dict(bbox=[1, 0, 11, 10], bbox_label=0, reader='R2')]
+    assert [(f['bbox'], f['reader']) for f in fuse_boxes(consensus, 'union', 0.5)] == [
+        ([0., 0., 10., 10.], None), ([1., 0., 11., 10.], None), ([1., 0., 11., 10.], 'R2')]
