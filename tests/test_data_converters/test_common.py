@@ -116,3 +116,23 @@ def test_convert_all_script(tmp_path):
     outcome = convert_all(str(datasets), only=['shenzhen', 'montgomery', 'jsrt'])
     assert outcome['jsrt'] == 'not found'
     assert outcome['shenzhen'].startswith('already converted')
+
+
+def test_convert_all_goes_on_after_an_unexpected_error(tmp_path, monkeypatch):
+    """A bug-like error (not bad input) in one converter is reported with its type, and the
+    other datasets are still converted."""
+    from data_converters import convert_all as module
+
+    class Broken(ShenzhenConverter):
+        def collect(self, report):
+            raise KeyError('image_id')
+
+    datasets = tmp_path / 'cxr'
+    write_shenzhen(str(datasets / 'ChinaSet_AllFiles'))
+    write_montgomery(str(datasets / 'MontgomerySet'))
+    folders, _ = module.DATASETS['shenzhen']
+    monkeypatch.setitem(module.DATASETS, 'shenzhen', (folders, Broken))
+    outcome = convert_all(str(datasets), only=['shenzhen', 'montgomery'])
+    assert outcome['shenzhen'] == "failed: KeyError: 'image_id'"
+    assert outcome['montgomery'].startswith('converted')
+    assert converted(str(datasets / 'MontgomerySet'))
