@@ -428,3 +428,28 @@ def test_configuration_errors():
                static_graph=False)
     with pytest.raises(ValueError, match='wrap with find_unused_parameters=True'):
         hook.before_train(mock_runner(ddp, runner.optim_wrapper))
+
+
+@pytest.mark.parametrize('norm_eval', [False, True])
+def test_norm_eval_keeps_the_locked_batch_norm_statistics(norm_eval):
+    """A BatchNorm under a lock prefix updates its running mean while locked (requires_grad
+    does not stop it), unless norm_eval keeps it in eval mode through the loop's
+    model.train(); after the release it follows the batches again either way."""
+    model = ToyLockModelLRH()
+    model.seg_neck = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    norm = model.seg_neck[1]
+    runner = mock_runner(model, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1)))
+    hook = LockReleaseHook(lock_modules=LOCK_MODULES, norm_eval=norm_eval)
+    hook.before_train(runner)
+    moved = []
+    for i, info in enumerate(visits(('c.seg', 4))):  # iterations 0, 1 locked; 2, 3 released
+        model.train()  # as CyclicTrainLoop does before every iteration
+        runner.iter, runner.train_loop.current_visit = i, info
+        hook.before_train_iter(runner, i)
+        before = norm.running_mean.clone()
+        loss = model(**toy_batch('seg', seed=i), mode='loss')['loss']
+        runner.optim_wrapper.update_params(loss)
+        moved.append(not torch.equal(before, norm.running_mean))
+        assert norm.training == (not norm_eval or i >= 2)
+    hook.after_train(runner)
+    assert moved == [not norm_eval, not norm_eval, True, True]

@@ -15,8 +15,9 @@
 # Freezing is done by LockReleaseHook: requires_grad off and grads None, so AdamW moves
 # nothing (no weight decay, no momentum), the parameters stay in the optimiser, and
 # gradient clipping sees the trained parameters only (a frozen BatchNorm, the UperNet's, still
-# updates its running statistics in training mode). The hook locks the first part of each
-# visit, so a fine-tuning run is ONE visit of the target pair lasting `max_iters` iterations.
+# updates its running statistics in training mode, unless the hook has norm_eval=True). The
+# hook locks the first part of each visit, so a fine-tuning run is ONE visit of the target
+# pair lasting `max_iters` iterations.
 _base_ = [
     '../../_base_/default_runtime.py',
     '../../_base_/schedules/adamw_cosine.py',  # AdamW 1e-4, backbone 1e-5, weight decay 1e-4

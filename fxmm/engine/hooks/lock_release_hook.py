@@ -13,6 +13,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from fxmm.registry import HOOKS
@@ -79,6 +80,12 @@ class LockReleaseHook(Hook):
       inside a locked phase is locked again at its first iteration; nothing needs to go
       into the checkpoint (``requires_grad`` is not saved, and the visit schedule is
       restored by the loop).
+    - Batch-norm statistics: ``requires_grad`` does not stop a BatchNorm in training mode
+      (the UperNet's, ``seg_neck``) from updating its running mean and variance with the
+      locked visit's batches, as in the authors' code. With ``norm_eval=True`` the
+      BatchNorm layers under the lock prefixes are put in eval mode at every locked
+      iteration (after the loop's ``model.train()``), so they normalise with, and keep, their
+      running statistics, as mmdet's ``norm_eval`` does for frozen stages.
     - Parameters that do not require grad at :meth:`before_train` (a teacher, Swin stages
       frozen by ``frozen_stages >= 0``) are never touched, so a release does not unfreeze
       them; a module with ``frozen_stages >= 0`` under a lock prefix gets a warning, since
@@ -108,13 +115,16 @@ class LockReleaseHook(Hook):
             they are resolved on the student. Every lock task needs an entry; all entries must
             match some parameter. None means :data:`FOUNDATION_X_LOCK_MODULES`, the shared
             modules of ``FoundationX``. Defaults to None.
+        norm_eval (bool): keep the BatchNorm layers of the locked modules in eval mode while
+            locked (see above). Defaults to False (their statistics follow the batches).
     """
 
     def __init__(self,
                  lock_tasks: Sequence[str] = ('loc', 'seg'),
                  lock_fraction: Optional[float] = None,
                  mode: str = 'fraction',
-                 lock_modules: Optional[Dict[str, Sequence[str]]] = None) -> None:
+                 lock_modules: Optional[Dict[str, Sequence[str]]] = None,
+                 norm_eval: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f'LockReleaseHook: mode must be one of {MODES}, got {mode!r}')
         if mode == 'extra_pass' and lock_fraction is not None:
@@ -134,10 +144,14 @@ class LockReleaseHook(Hook):
             lock_modules = FOUNDATION_X_LOCK_MODULES
         self.lock_modules = self._check_lock_modules(lock_modules, self.lock_tasks)
         self.mode = mode
+        self.norm_eval = norm_eval
         # exact rational: 0.29 * 100 locks 29 iterations (in floats it is 28.999999999999996)
         self.lock_fraction = Fraction(lock_fraction).limit_denominator(10**6)
         # task -> parameters it locks (those trainable at before_train), set in before_train
         self._params: Dict[str, List[nn.Parameter]] = {}
+        # task -> BatchNorm layers under its prefixes (kept in eval mode while locked when
+        # norm_eval), set in before_train
+        self._norms: Dict[str, List[_BatchNorm]] = {}
         # (visit, pair name, task) of the lock in force, None when released
         self._locked: Optional[Tuple[int, str, str]] = None
 
@@ -183,6 +197,10 @@ class LockReleaseHook(Hook):
         trained = getattr(model, 'student', model)
         self._params = {task: self._resolve(trained, task, prefixes)
                         for task, prefixes in self.lock_modules.items()}
+        self._norms = {task: [m for name, m in trained.named_modules()
+                              if isinstance(m, _BatchNorm)
+                              and any(self._matches(name, p) for p in prefixes)]
+                       for task, prefixes in self.lock_modules.items()} if self.norm_eval else {}
         self._check_optimizer(runner.optim_wrapper, model)
         self._check_ddp(runner.model)
         self._check_sampler(getattr(runner.train_loop, 'sampler', None))
@@ -296,10 +314,15 @@ class LockReleaseHook(Hook):
         if self._locked is not None:
             for param in self._params[self._locked[2]]:
                 param.grad = None
+            for norm in self._norms.get(self._locked[2], ()):
+                norm.eval()
 
     def _release(self, runner, suffix: str = '') -> None:
         visit, pair, task = self._locked
         self._set_trainable(self._params[task], True)
+        training = getattr(runner.model, 'training', True)
+        for norm in self._norms.get(task, ()):
+            norm.train(training)
         runner.logger.info(f'release {pair} at iter {runner.iter} (visit {visit}){suffix}')
         self._locked = None
 
