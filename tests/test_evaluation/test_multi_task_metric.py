@@ -65,7 +65,8 @@ def seg_samples():
     """GT at 8x8 (resized), predictions at the original 16x16.
     Image 0: heart GT rows 0-3 (-> rows 0-7), predicted exactly: 1; left lung empty in
     both: 1 (empty_score). Image 1: heart GT rows 0-1 (-> 0-3, 64 px) vs predicted rows
-    0-7 (128 px): 2*64/192 = 2/3; left lung GT cols 0-3, nothing predicted: 0."""
+    0-7 (128 px): 2*64/192 = 2/3; left lung GT cols 0-3 (-> 0-7, 128 px), nothing predicted:
+    0; pooled: 2*64 / (192 + 128) = 0.4."""
     gt = torch.zeros(2, 2, 8, 8, dtype=torch.uint8)
     pred = torch.zeros(2, 2, 16, 16, dtype=torch.bool)
     gt[0, 0, :4], pred[0, 0, :8] = 1, True
@@ -100,13 +101,13 @@ def test_end_to_end_three_pairs_with_padding_repeats():
         'phantom_ptx.loc/mAP40': 1.0,
         'phantom_ptx.loc/mAP50': 51 / 101,
         'phantom_ptx.loc/mAP': 51 / 101,
-        'phantom_seg.seg/Dice': (1 + 1 / 3) / 2,
+        'phantom_seg.seg/Dice': (1 + 0.4) / 2,
         'phantom_seg.seg/Dice_heart': (1 + 2 / 3) / 2,
         'phantom_seg.seg/Dice_left_lung': 0.5,
         'cls/mAUC': 0.875,
         'loc/mmAP40': 1.0,
-        'seg/mDice': 2 / 3,
-        'score': (0.875 + 1.0 + 2 / 3) / 3,
+        'seg/mDice': 0.7,
+        'score': (0.875 + 1.0 + 0.7) / 3,
     }
     assert metrics == pytest.approx(expected)
     assert metric.results == []  # cleared after evaluation
@@ -114,10 +115,11 @@ def test_end_to_end_three_pairs_with_padding_repeats():
 
 def test_empty_score_nan_and_class_names_by_index():
     metrics = evaluate(MultiTaskMetric(dice_empty_score=NAN), seg_samples(), dataset_meta=None)
-    # left lung of image 0 (empty in both) is left out: image means 1 and 1/3
+    # left lung of image 0 (empty in both) is left out of its class's Dice; the pooled Dice
+    # of the images (1 and 0.4) have pixels to count
     assert metrics == pytest.approx({
-        'phantom_seg.seg/Dice': 2 / 3, 'phantom_seg.seg/Dice_0': 5 / 6,
-        'phantom_seg.seg/Dice_1': 0.0, 'seg/mDice': 2 / 3, 'score': 2 / 3})
+        'phantom_seg.seg/Dice': 0.7, 'phantom_seg.seg/Dice_0': 5 / 6,
+        'phantom_seg.seg/Dice_1': 0.0, 'seg/mDice': 0.7, 'score': 0.7})
 
 
 def test_single_dataset_meta_prefix_and_registry_build():
@@ -135,7 +137,7 @@ def test_pair_without_positives_gives_nan_left_out_of_score():
         s.gt_cls.label = torch.zeros(3)
     metrics = evaluate(MultiTaskMetric(), samples + seg_samples())
     assert math.isnan(metrics['phantom_cls.cls/AUC']) and math.isnan(metrics['cls/mAUC'])
-    assert metrics['score'] == pytest.approx(2 / 3)
+    assert metrics['score'] == pytest.approx(0.7)  # seg/mDice alone
 
 
 def test_bad_samples_are_named():

@@ -11,7 +11,7 @@ from mmengine.structures import BaseDataElement
 
 from fxmm.registry import METRICS
 from fxmm.structures.cxr_data_sample import TASKS, check_task, pair_name
-from ..functional import coco_map, dice_per_image, map_name, mean_auc, summarize_dice
+from ..functional import coco_map, dice_counts, map_name, mean_auc, summarize_dice
 
 # the metric averaged over a task's pairs for the summary key '<task>/m<name>'
 _HEADLINE = dict(cls='AUC', seg='Dice')  # loc: the first of det_iou_thrs, e.g. 'mAP40'
@@ -65,8 +65,9 @@ class MultiTaskMetric(BaseMetric):
       keys ``'<dataset>.cls/AUC'`` and ``'<dataset>.cls/AUC_<class>'``;
     - loc: COCO mAP (:func:`~fxmm.evaluation.functional.coco_map`), keys
       ``'<dataset>.loc/mAP40'``, ``'.../mAP50'`` (one per ``det_iou_thrs``), ``'.../mAP'``;
-    - seg: Dice per image (:func:`~fxmm.evaluation.functional.dice_per_image`), mean over
-      images, keys ``'<dataset>.seg/Dice'`` and ``'<dataset>.seg/Dice_<class>'``;
+    - seg: Dice per image with the classes pooled, mean over images (the paper's Seg Dice,
+      :func:`~fxmm.evaluation.functional.summarize_dice`), key ``'<dataset>.seg/Dice'``, and
+      each class's Dice, mean over images, ``'<dataset>.seg/Dice_<class>'``;
     - summaries over datasets: ``'cls/mAUC'``, ``'loc/mmAP40'`` (the first IoU threshold),
       ``'seg/mDice'`` (pairs with a nan result left out), and ``'score'``, the mean of the
       summaries present, for ``save_best='score'``.
@@ -84,7 +85,7 @@ class MultiTaskMetric(BaseMetric):
     image) and predicted masks not already at that size are resized with nearest neighbour.
 
     Only compact results are kept per sample: cls scores and labels, boxes, and the seg
-    Dice per class (masks are reduced to it in :meth:`process`). A distributed sampler pads
+    Dice's pixel counts per class (masks are reduced to them in :meth:`process`). A distributed sampler pads
     ranks with repeated samples; results are de-duplicated by (dataset, task, sample_idx).
 
     Args:
@@ -172,7 +173,8 @@ class MultiTaskMetric(BaseMetric):
         if pred.shape != gt.shape:
             raise ValueError(f'MultiTaskMetric: {sample["dataset"]}#{sample["sample_idx"]} '
                              f'has {pred.shape[0]} predicted and {gt.shape[0]} GT mask classes')
-        return dict(dice=dice_per_image(pred[None], gt[None], self.dice_empty_score)[0])
+        inter, total = dice_counts(pred[None], gt[None])
+        return dict(inter=inter[0], total=total[0])
 
     # ----- over the evaluation -----
     def evaluate(self, size: int) -> dict:
@@ -260,8 +262,11 @@ class MultiTaskMetric(BaseMetric):
                         self.det_iou_thrs, self.det_max_dets)
 
     def _eval_seg(self, dataset: str, records: List[dict]) -> Dict[str, float]:
-        dice = np.stack([r['dice'] for r in records])
-        dice_summary = summarize_dice(dice, self._class_names(dataset, 'seg', dice.shape[1]))
+        inter = np.stack([r['inter'] for r in records])
+        total = np.stack([r['total'] for r in records])
+        dice_summary = summarize_dice(inter, total,
+                                      self._class_names(dataset, 'seg', inter.shape[1]),
+                                      self.dice_empty_score)
         return dict(Dice=dice_summary['mean'],
                     **{f'Dice_{_key(n)}': v for n, v in dice_summary['per_class'].items()})
 
