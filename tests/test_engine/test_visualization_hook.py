@@ -197,3 +197,28 @@ def test_bad_arguments():
         CXRVisualizationHook(interval=0)
     with pytest.raises(ValueError, match='score_thr'):
         CXRVisualizationHook(score_thr=1.5)
+
+
+def test_gt_masks_at_the_original_size_are_drawn_on_the_input(tmp_path):
+    """Test pipelines load the GT masks after the resize (original size) while the GT panel
+    shows the network input: the masks are brought to the input for drawing."""
+    img_path = write_image(tmp_path / 'case3.png')
+    runner = make_runner(tmp_path)
+    meta = dict(dataset='phantom_seg', task='seg', img_path=img_path, sample_idx=0,
+                ori_shape=(H, W), img_shape=(H // 2, W // 2), scale_factor=(0.5, 0.5))
+    mask = torch.zeros(1, H, W, dtype=torch.uint8)
+    mask[0, 40:60, 50:75] = 1
+    gt, pred = CXRDataSample(metainfo=meta), CXRDataSample(metainfo=meta)
+    gt.gt_seg_masks = PixelData(data=mask)
+    pred.pred_seg_masks = PixelData(data=mask.bool())
+    hook = CXRVisualizationHook(draw=True, test_out_dir='show')
+    hook.before_test(runner)
+    hook.after_test_iter(runner, 0, dict(inputs=[torch.rand(1, H // 2, W // 2)],
+                                         data_samples=[gt]), [pred])
+    canvas = rgb(osp.join(tmp_path, TIMESTAMP, 'show', 'phantom_seg.seg', 'case3.png'))
+    assert canvas.shape == (H, 2 * W, 3)
+    for panel in (canvas[:, :W], canvas[:, W:]):  # GT (input scaled up) and prediction
+        r, g, b = panel[50, 55]
+        assert max(r, g, b) - min(r, g, b) > 30, panel[50, 55]  # tinted by the mask
+    r, g, b = canvas[:, W:][10, 10]
+    assert r == g == b

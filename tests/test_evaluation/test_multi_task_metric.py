@@ -1,5 +1,6 @@
 """Tests of fxmm.evaluation.metrics.multi_task_metric.MultiTaskMetric."""
 import math
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -172,3 +173,17 @@ def test_evaluate_keeps_results_beyond_dataset_size():
     without_last = evaluate([samples[:3]])
     assert padded == full
     assert without_last != full
+
+
+def test_gt_masks_at_the_original_size_are_used_as_they_are():
+    """GT masks loaded after the resize (the configs' test pipelines) are compared without
+    resampling; GT masks of the resized image are resized back, with one warning."""
+    resized = seg_samples()
+    original = seg_samples()
+    for sample in original:  # the same GT at 16 x 16, as nearest upsampling makes it
+        up = sample.gt_seg_masks.data.repeat_interleave(2, 1).repeat_interleave(2, 2)
+        sample.gt_seg_masks = PixelData(data=up)
+    with patch('fxmm.evaluation.metrics.multi_task_metric.print_log') as log:
+        assert evaluate(MultiTaskMetric(), original) == evaluate(MultiTaskMetric(), resized)
+    warnings = [c.args[0] for c in log.call_args_list if 'GT masks' in c.args[0]]
+    assert len(warnings) == 1 and 'are (8, 8), not the original (16, 16)' in warnings[0]

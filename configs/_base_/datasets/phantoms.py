@@ -31,8 +31,10 @@ seg_train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations'),
+    dict(type='LoadCXRAnnotations', with_seg=False),
     dict(type='CXRResize', scale=(img_size, img_size)),
+    # masks loaded after the resize stay at the original size: the Dice is computed there
+    dict(type='LoadCXRAnnotations', with_cls=False, with_bbox=False),
     dict(type='PackCXRInputs'),
 ]
 train_pipelines = dict(cls=cls_train_pipeline, loc=loc_train_pipeline, seg=seg_train_pipeline)

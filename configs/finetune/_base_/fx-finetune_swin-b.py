@@ -80,7 +80,10 @@ def _pipelines(size):  # noqa: E302  (evaluated when the config is read)
             loc=load + [dict(crop, min_box_visibility=0.5)] + pack,
             # the flip swaps left/right classes via the dataset's lr_pairs
             seg=load + [crop, dict(type='CXRRandomFlip', prob=0.5)] + pack),
-        test=load + [dict(type='CXRResize', scale=(size, size))] + pack)
+        # masks loaded after the resize stay at the original size: the Dice is computed there
+        test=[load[0], dict(type='LoadCXRAnnotations', with_seg=False),
+              dict(type='CXRResize', scale=(size, size)),
+              dict(type='LoadCXRAnnotations', with_cls=False, with_bbox=False)] + pack)
 
 
 def _target(data, task, root=data_root, size=img_size, **train_kwargs):

@@ -24,8 +24,12 @@ class LoadCXRAnnotations(BaseTransform):
       after ``label_policy``.
     - ``gt_bboxes`` (np.ndarray): float32 ``[x1, y1, x2, y2]`` in pixels, shape (N, 4).
     - ``gt_bboxes_labels`` (np.ndarray): int64 indices into ``det_classes``, shape (N,).
-    - ``gt_seg_masks`` (np.ndarray): uint8 0/1, shape (K, H, W) with K = len(seg_classes);
-      a class without an RLE in ``seg`` gets an all-zero mask.
+    - ``gt_seg_masks`` (np.ndarray): uint8 0/1, shape (K, H, W) with K = len(seg_classes),
+      at the annotation's (``height``, ``width``), the original image size; a class without
+      an RLE in ``seg`` gets an all-zero mask. Loaded before a resize, the masks follow it
+      (training); loaded after it (``with_seg`` in a second ``LoadCXRAnnotations`` after
+      ``CXRResize``, as the configs' test pipelines do) they stay at the original size, so
+      that the Dice is computed at the original resolution, as mmseg's test pipelines do.
 
     Args:
         with_cls (bool): load ``gt_cls_label``. Defaults to True.
@@ -71,9 +75,11 @@ class LoadCXRAnnotations(BaseTransform):
     @staticmethod
     def _load_seg(results: dict) -> None:
         height, width = results['height'], results['width']
-        if 'img_shape' in results and tuple(results['img_shape'][:2]) != (height, width):
+        # the decoded size (ori_shape), which a resize before this transform leaves alone
+        decoded = results.get('ori_shape', results.get('img_shape'))
+        if decoded is not None and tuple(decoded[:2]) != (height, width):
             raise ValueError(f"{results.get('img_path')}: the image is "
-                             f"{tuple(results['img_shape'][:2])} but its annotation says "
+                             f"{tuple(decoded[:2])} but its annotation says "
                              f'(height, width) = ({height}, {width}); masks would not align')
         seg = results.get('seg', {})
         classes = results.get('seg_classes', [])

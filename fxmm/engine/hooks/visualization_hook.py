@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.structures import PixelData
 from mmengine.utils import mkdir_or_exist
 
 from fxmm.datasets.image_io import read_cxr_image
@@ -176,7 +177,17 @@ class CXRVisualizationHook(Hook):
         img = inputs[i]
         img = img.detach().cpu().numpy() if hasattr(img, 'detach') else np.asarray(img)
         # (C, h, w) network input -> (h, w) grey
-        return img.mean(axis=0) if img.ndim == 3 else img, sample
+        img = img.mean(axis=0) if img.ndim == 3 else img
+        masks = sample.get('gt_seg_masks')
+        if masks is not None and tuple(masks.data.shape[-2:]) != img.shape:
+            # masks loaded after the resize (test pipelines) are at the original size
+            sample = sample.clone()
+            data = masks.data.cpu().numpy() if hasattr(masks.data, 'cpu') else masks.data
+            sample.gt_seg_masks = PixelData(data=np.stack([
+                cv2.resize(np.ascontiguousarray(m, dtype=np.uint8), img.shape[::-1],
+                           interpolation=cv2.INTER_NEAREST) for m in data]).reshape(
+                               -1, *img.shape))
+        return img, sample
 
     def _class_names(self, runner, mode: str, dataset: str, task: str,
                      sample: CXRDataSample) -> List[str]:

@@ -1,4 +1,5 @@
 """MultiTaskMetric: the paper's metric of every (dataset, task) pair in one evaluation."""
+import logging
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -81,8 +82,11 @@ class MultiTaskMetric(BaseMetric):
     Coordinates: predictions are in the original image (``ori_shape``) - mmdet's DINO
     rescales its boxes by ``scale_factor``; the pipeline's GT boxes are in the resized image
     and are divided by ``scale_factor`` (w, h) here, which inverts a resize (the evaluation
-    pipeline must not crop). Seg masks are compared at ``ori_shape``: GT masks (resized
-    image) and predicted masks not already at that size are resized with nearest neighbour.
+    pipeline must not crop). Seg masks are compared at ``ori_shape``: the configs' test
+    pipelines load the GT masks after the resize, so they arrive at that size; GT masks of
+    the resized image (annotations loaded before the resize) are brought back with nearest
+    neighbour, which loses the detail the resize dropped (a warning says so, once), and so
+    are predicted masks not already at ``ori_shape``.
 
     Only compact results are kept per sample: cls scores and labels, boxes, and the seg
     Dice's pixel counts per class (masks are reduced to them in :meth:`process`). A distributed sampler pads
@@ -121,6 +125,7 @@ class MultiTaskMetric(BaseMetric):
         self.det_iou_thrs = tuple(float(t) for t in det_iou_thrs)
         self.det_max_dets = det_max_dets
         self.dice_empty_score = float(dice_empty_score)
+        self._warned_gt_resize = False
         self.headlines = dict(_HEADLINE, loc=map_name(self.det_iou_thrs[0]))
 
     # ----- per sample -----
@@ -169,7 +174,16 @@ class MultiTaskMetric(BaseMetric):
     def _reduce_seg(self, sample: dict) -> dict:
         shape = tuple(int(s) for s in _field(sample, 'ori_shape')[:2])
         pred = _resize_masks(_field(sample, 'pred_seg_masks.data'), shape)
-        gt = _resize_masks(_field(sample, 'gt_seg_masks.data'), shape)
+        gt = _field(sample, 'gt_seg_masks.data')
+        if tuple(gt.shape[-2:]) != shape and not self._warned_gt_resize:
+            print_log(f'MultiTaskMetric: GT masks of {sample["dataset"]} are '
+                      f'{tuple(gt.shape[-2:])}, not the original {shape}; they are resized back '
+                      'for the Dice, which loses what the resize dropped. Load them after the '
+                      'resize in the test pipeline: LoadCXRAnnotations(with_seg=False), '
+                      'CXRResize, LoadCXRAnnotations(with_cls=False, with_bbox=False)',
+                      logger='current', level=logging.WARNING)
+            self._warned_gt_resize = True
+        gt = _resize_masks(gt, shape)
         if pred.shape != gt.shape:
             raise ValueError(f'MultiTaskMetric: {sample["dataset"]}#{sample["sample_idx"]} '
                              f'has {pred.shape[0]} predicted and {gt.shape[0]} GT mask classes')

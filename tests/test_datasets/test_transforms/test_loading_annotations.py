@@ -94,6 +94,25 @@ def test_mask_errors_name_the_image():
         LoadCXRAnnotations()(results)
 
 
+def test_masks_loaded_after_a_resize_stay_at_the_original_size():
+    """The test pipelines' order: boxes follow the resize, masks loaded after it keep the
+    original resolution (the size check reads ori_shape, which the resize leaves alone)."""
+    results, lung = _results(img=np.zeros((H, W), np.float32), ori_shape=(H, W),
+                             img_shape=(H, W))
+    pipeline = [LoadCXRAnnotations(with_seg=False),
+                TRANSFORMS.build(dict(type='CXRResize', scale=(15, 12))),
+                LoadCXRAnnotations(with_cls=False, with_bbox=False)]
+    for transform in pipeline:
+        results = transform(results)
+    assert results['img'].shape == (12, 15) and results['img_shape'] == (12, 15)
+    np.testing.assert_allclose(results['gt_bboxes'][0], [0.5, 1.0, 4.0, 4.75])
+    assert results['gt_seg_masks'].shape == (3, H, W)
+    np.testing.assert_array_equal(results['gt_seg_masks'][1], lung)
+    results, _ = _results(ori_shape=(H + 1, W), img_shape=(12, 15))
+    with pytest.raises(ValueError, match=r'the image is \(25, 30\)'):
+        LoadCXRAnnotations()(results)
+
+
 def test_built_from_registry_and_repr():
     transform = TRANSFORMS.build(dict(type='LoadCXRAnnotations', with_seg=False,
                                       label_policy='zeros'))
