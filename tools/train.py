@@ -59,8 +59,13 @@ def build_cfg(args) -> Config:
                              f'{sorted(AMP_VARIANTS)} (or an AMP one already), got '
                              f'{optim_wrapper!r}')
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
+        found = find_resume_checkpoint(cfg.work_dir)
+        if found is None:  # a first run under a requeue script: keep the config's load_from
+            cfg.resume = False
+            print_log(f'--resume: no checkpoint in {cfg.work_dir} yet; training starts '
+                      f'afresh (load_from={cfg.get("load_from")!r})', logger='current')
+        else:
+            cfg.resume, cfg.load_from = True, found
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = check_checkpoint(args.resume)

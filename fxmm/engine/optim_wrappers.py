@@ -2,7 +2,8 @@
 
 - :class:`SafeOptimWrapper` / :class:`SafeAmpOptimWrapper`: an iteration whose loss is not
   finite is skipped (no backward, no optimiser step) with a warning giving the iteration and
-  every loss term; the run stops after ``max_nonfinite`` such iterations in a row.
+  every loss term, and so is the step of a finite loss with a NaN/inf gradient; the run
+  stops after ``max_nonfinite`` such iterations in a row.
 - :class:`AnyDeviceAmpOptimWrapper`: mmengine's ``AmpOptimWrapper`` refuses to start without
   an accelerator; this one falls back to bfloat16 autocast on CPU (no loss scaling needed).
 
@@ -50,7 +51,8 @@ class NonFiniteLossGuard:
     a skipped iteration adds nothing and, when it ends an accumulation window, the window's
     gradients are dropped (zeroed) instead of stepped. The learning-rate schedule keeps
     following the iteration count (``ParamSchedulerHook`` still steps), as it does for the
-    steps ``GradScaler`` skips, so the run ends at its planned schedule.
+    steps ``GradScaler`` skips, so the run ends at its planned schedule. A finite loss whose
+    gradients are not finite skips its optimiser step too (:meth:`step`).
 
     Each skip logs a warning with the iteration and the value of every loss term (read from
     the model's output by a forward hook set in :meth:`optim_context`). After
@@ -106,21 +108,44 @@ class NonFiniteLossGuard:
         flag = torch.tensor([float(local_finite)], device=loss.device)
         all_reduce(flag, op='min')  # no-op without torch.distributed
         if flag.item() > 0:
-            self.consecutive_nonfinite = 0
             super().update_params(loss, step_kwargs=step_kwargs, zero_kwargs=zero_kwargs)
             return
-        self.consecutive_nonfinite += 1
-        self.total_nonfinite += 1
         self._inner_count += 1  # the iteration counts for gradient accumulation windows
         if self.should_update():
             self.zero_grad(**(zero_kwargs or {}))
-        report = self._describe(loss, terms, local_finite)
+        self._skipped(self._describe(loss, terms, local_finite), 'loss')
+
+    def step(self, **kwargs) -> None:
+        """The wrapped class's step, skipped when a gradient is NaN/inf although the loss
+        was finite (e.g. a sqrt at 0): clipping would spread the NaN into every gradient and
+        the step into every weight. The gradients are then zeroed and the iteration counts
+        as a non-finite one. DDP has already averaged the gradients, so every rank decides
+        alike. With an enabled loss scaler (AMP on a GPU) ``GradScaler`` skips such steps
+        itself."""
+        scaler = getattr(self, 'loss_scaler', None)
+        if scaler is None or not scaler.is_enabled():
+            grads = [p.grad for group in self.optimizer.param_groups for p in group['params']
+                     if p.grad is not None]
+            if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+                self.optimizer.zero_grad()
+                iteration = MessageHub.get_current_instance().get_info('iter')
+                where = f' at iter {iteration + 1}' if iteration is not None else ''
+                self._skipped(f'non-finite gradient{where} (finite loss)', 'gradient')
+                return
+        super().step(**kwargs)
+        self.consecutive_nonfinite = 0
+
+    def _skipped(self, report: str, what: str) -> None:
+        """Count a skipped iteration; warn, or stop after ``max_nonfinite`` in a row."""
+        self.consecutive_nonfinite += 1
+        self.total_nonfinite += 1
         if self.consecutive_nonfinite > self.max_nonfinite:
             raise RuntimeError(
                 f'{report}; {self.consecutive_nonfinite} iterations in a row had a '
-                f'non-finite loss (max_nonfinite={self.max_nonfinite}), so training stops. '
-                'The weights or the data diverged: lower the learning rate or check the data '
-                'of the pair named above, then resume from an earlier checkpoint.')
+                f'non-finite loss or gradient (max_nonfinite={self.max_nonfinite}), so '
+                'training stops. The weights or the data diverged: lower the learning rate or '
+                'check the data of the pair named above, then resume from an earlier '
+                'checkpoint.')
         print_log(f'{report}; optimiser step skipped, parameters unchanged '
                   f'({self.consecutive_nonfinite} in a row, {self.total_nonfinite} in total, '
                   f'stops after {self.max_nonfinite} in a row)',

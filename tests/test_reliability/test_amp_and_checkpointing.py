@@ -218,3 +218,18 @@ def test_with_cp_keeps_mmpretrain_state_dict_keys():
     assert all(isinstance(m, NonReentrantSwinBlock)
                for m in model.backbone.modules() if isinstance(m, SwinBlock))
     assert use_non_reentrant_checkpoint(model) == 0  # already converted
+
+
+def test_train_tool_resume_without_checkpoint_keeps_load_from(load_tool, monkeypatch,
+                                                              tmp_path):
+    """`--resume` in a fresh work dir (a requeue script's first run) starts from the
+    config's load_from, not from random weights; with a checkpoint there it resumes."""
+    train = load_tool('train')
+    argv = ['train.py', osp.join(ROOT, 'configs/foundation_x_demo.py'), '--resume',
+            '--work-dir', str(tmp_path), '--cfg-options', 'load_from=pretrained.pth']
+    monkeypatch.setattr(sys, 'argv', argv)
+    cfg = train.build_cfg(train.parse_args())
+    assert (cfg.resume, cfg.load_from) == (False, 'pretrained.pth')
+    torch.save(dict(state_dict={}), tmp_path / 'iter_4.pth')
+    cfg = train.build_cfg(train.parse_args())
+    assert (cfg.resume, cfg.load_from) == (True, str(tmp_path / 'iter_4.pth'))

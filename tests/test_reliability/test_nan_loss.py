@@ -97,9 +97,42 @@ def test_stops_after_max_nonfinite_in_a_row(warnings):
     for _ in range(2):
         model.train_step(batch(NAN), wrapper)
     with pytest.raises(RuntimeError, match=r'3 iterations in a row had a non-finite loss '
-                                           r'\(max_nonfinite=2\), so training stops'):
+                                           r'or gradient \(max_nonfinite=2\), so training '
+                                           'stops'):
         model.train_step(batch(NAN), wrapper)
     assert wrapper.total_nonfinite == 5
+
+
+@pytest.mark.parametrize('clip', [None, dict(max_norm=1.0)])
+def test_finite_loss_with_nonfinite_gradient_skips_the_step(warnings, clip):
+    """sqrt(|w x|) at 0 is a finite loss with an inf gradient: without the check, clipping
+    would make every gradient NaN and AdamW every weight; here the step is skipped, the
+    weights and Adam state stay, and such steps count towards max_nonfinite."""
+    weight = nn.Parameter(torch.tensor([[0.0, 0.0]]))
+    bias = nn.Parameter(torch.tensor([0.5]))
+    wrapper = OPTIM_WRAPPERS.build(dict(type='SafeOptimWrapper', max_nonfinite=1,
+                                        clip_grad=clip,
+                                        optimizer=torch.optim.AdamW([weight, bias], lr=0.1)))
+    x = torch.tensor([[1.0, 2.0]])
+
+    def loss():
+        return torch.sqrt((x @ weight.t()).abs()).sum() + (bias ** 2).sum()
+
+    wrapper.update_params(loss())
+    assert torch.equal(weight, torch.zeros(1, 2)) and bias.item() == 0.5
+    assert wrapper.optimizer.state == {}  # AdamW never stepped
+    assert weight.grad is None or not weight.grad.any()
+    assert wrapper.consecutive_nonfinite == 1
+    assert 'non-finite gradient (finite loss); optimiser step skipped' in warnings[-1]
+    with pytest.raises(RuntimeError, match='2 iterations in a row had a non-finite loss or '
+                                           'gradient'):
+        wrapper.update_params(loss())
+    with torch.no_grad():
+        weight.fill_(1.0)
+    wrapper.consecutive_nonfinite = 0
+    wrapper.update_params(loss())  # finite gradients: a normal step
+    assert not torch.equal(weight, torch.ones(1, 2)) and torch.isfinite(weight).all()
+    assert wrapper.consecutive_nonfinite == 0
 
 
 def test_amp_variant_skips_too(warnings):
