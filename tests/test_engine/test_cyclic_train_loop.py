@@ -106,6 +106,20 @@ def test_resume_continues_the_uninterrupted_run(tmp_path, mode):
         assert torch.equal(param, resumed.model.state_dict()[name]), name
 
 
+def test_resume_with_other_visit_lengths_is_refused(tmp_path):
+    """Another batch size (or number of GPUs) gives other visit lengths, so the saved
+    iteration would land in another visit: the resume stops with an error saying why."""
+    make_runner(tmp_path / 'full', 'full', max_iters=6).train()
+    resumed = make_runner(tmp_path / 'resumed', 'resumed', batch_size=1, sampler_batch_size=1,
+                          resume_from=str(tmp_path / 'full' / 'iter_5.pth'), max_iters=12)
+    with pytest.raises(ValueError, match=r"checkpoint at iteration 5 was trained with \{"
+                                         r"'pair_names': \['a.cls', 'b.loc', 'c.seg'\], "
+                                         r"'visit_lens': \[3, 2, 2\], 'batch_size': 2, "
+                                         r"'world_size': 1\}, this run has .*'visit_lens': "
+                                         r"\[5, 3, 4\], 'batch_size': 1"):
+        resumed.train()
+
+
 def test_visits_are_tracked_and_logged(tmp_path):
     runner = make_runner(tmp_path, 'visits', max_visits=4)
     assert runner.train_loop.max_iters == 3 + 2 + 2 + 3

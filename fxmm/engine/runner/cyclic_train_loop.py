@@ -15,6 +15,8 @@ from fxmm.registry import LOOPS
 
 # message hub key under which the train sampler's seed travels in checkpoints
 SAMPLER_SEED_KEY = 'fxmm.train_sampler_seed'
+# ... and the schedule that gives the saved iteration its place in the cycle
+SCHEDULE_KEY = 'fxmm.train_schedule'
 
 
 @LOOPS.register_module()
@@ -27,7 +29,11 @@ class CyclicTrainLoop(IterBasedTrainLoop):
       (:meth:`MultiTaskSampler.set_start_iter`), so it continues at the same pair and
       position at no cost. The sampler's seed is saved in the checkpoint (message hub
       ``'fxmm.train_sampler_seed'``) and restored, so a resumed run sees the same stream
-      even when the seed was drawn at random.
+      even when the seed was drawn at random. The iteration means a place in the cycle only
+      with the same visit lengths (``ceil(size / (batch_size * world_size))`` or
+      ``iters_per_visit``): the checkpoint holds the pairs, visit lengths, batch size and
+      number of processes, and a resume with others (e.g. on another number of GPUs) stops
+      with an error instead of silently jumping to another visit.
     - Randomness of the step: before every iteration the global RNGs of Python, NumPy and
       torch are seeded from ``(runner.seed, iteration, rank)``, so what the model draws
       (drop path, DINO's de-noising queries) is, like the data, a function of the position:
@@ -128,7 +134,18 @@ class CyclicTrainLoop(IterBasedTrainLoop):
         """Restart the sampler at ``self._iter`` with the checkpoint's seed (on resume),
         record the seed for the next checkpoint, and start the visit schedule."""
         hub = self.runner.message_hub
+        schedule = dict(pair_names=list(self.sampler.pair_names),
+                        visit_lens=list(self.sampler.visit_lens),
+                        batch_size=self.sampler.batch_size, world_size=self.sampler.world_size)
         if self._iter > 0:
+            saved = hub.get_info(SCHEDULE_KEY)
+            if saved is not None and saved != schedule:
+                raise ValueError(
+                    f'CyclicTrainLoop: the checkpoint at iteration {self._iter} was trained '
+                    f'with {saved}, this run has {schedule}; its iteration would fall at '
+                    'another place in the visit cycle. Resume with the same pairs, batch size, '
+                    'number of processes and iters_per_visit, or start a new schedule from its '
+                    'weights (load_from=<checkpoint> without --resume).')
             saved_seed = hub.get_info(SAMPLER_SEED_KEY)
             if saved_seed is not None and saved_seed != self.sampler.seed:
                 print_log(f'train sampler seed {self.sampler.seed} -> {saved_seed} (from '
@@ -139,6 +156,7 @@ class CyclicTrainLoop(IterBasedTrainLoop):
             print_log(f'train sampler restarted at iteration {self._iter}; no data is '
                       'replayed', logger='current')
         hub.update_info(SAMPLER_SEED_KEY, self.sampler.seed)
+        hub.update_info(SCHEDULE_KEY, schedule)
         self._schedule = self.sampler.iter_schedule(self._iter)
 
     def run_iter(self, data_batch: Sequence[dict]) -> None:
