@@ -1,19 +1,26 @@
 """Atomic file writes: a reader, or a run resumed after a kill, never sees a partial file."""
 import os
 import os.path as osp
-import tempfile
 from pathlib import Path
 from typing import Union
 
 
 def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
-    """Write ``data`` to ``filepath`` atomically (temporary file + fsync + rename)."""
+    """Write ``data`` to ``filepath`` atomically: a temporary file beside it, fsync, rename,
+    fsync of the folder (so that a crash of the machine does not lose the rename).
+
+    The temporary file is ``.<name>.tmp``, created with the permissions the process's umask
+    gives any new file (a checkpoint is as readable as a plain ``open``'s file). A write
+    killed before its rename (SIGKILL leaves no time to clean up) leaves that one file,
+    which the next write of ``filepath`` - a resumed run saving the same checkpoint again -
+    reuses; an error that can be caught removes it.
+    """
     filepath = str(filepath)
     folder = osp.dirname(osp.abspath(filepath))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(filepath)}.', suffix='.tmp')
+    tmp = osp.join(folder, f'.{osp.basename(filepath)}.tmp')
     try:
-        with os.fdopen(fd, 'wb') as f:
+        with open(tmp, 'wb') as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -22,3 +29,9 @@ def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+    if hasattr(os, 'O_DIRECTORY'):  # POSIX: make the rename itself durable
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

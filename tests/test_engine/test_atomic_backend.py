@@ -33,3 +33,18 @@ def test_failed_write_keeps_old_file_and_no_temporary(tmp_path, monkeypatch):
         atomic_write_bytes(b'new partial', path)
     assert path.read_bytes() == b'old complete checkpoint'
     assert os.listdir(tmp_path) == ['iter_4.pth']
+
+
+def test_umask_permissions_and_a_killed_writes_leftover_is_reused(tmp_path):
+    """The file gets the umask's permissions (not mkstemp's owner-only 0600), and the
+    temporary file a SIGKILL left behind is overwritten by the next write of the same file."""
+    path = tmp_path / 'iter_8.pth'
+    (tmp_path / '.iter_8.pth.tmp').write_bytes(b'half a checkpoint')  # killed before rename
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(b'complete', path)
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == b'complete'
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    assert os.listdir(tmp_path) == ['iter_8.pth']
