@@ -16,5 +16,5 @@ python -m torch.distributed.run \
     --nproc_per_node=$GPUS \
     --master_port=$PORT \
     "$(dirname "$0")/train.py" \
-    $CONFIG \
-    --launcher pytorch ${@:3}
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"
