@@ -2,7 +2,7 @@
 
 ``python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]`` prints per (dataset, task) metrics
 and saves ``results.json`` / ``results.md`` (rows datasets, columns Cls AUC / Loc mAP40 / Seg
-Dice) in the work dir. The command-line conventions of mmdetection's ``tools/test.py``.
+Dice) in ``<work_dir>/test_results/``. The command-line conventions of mmdetection's ``tools/test.py``.
 
 ``--out preds.pkl`` dumps the per-sample predictions, as mmdetection's ``--out`` does. A
 ``TeacherStudentTestLoop`` tests two models, so it writes one such file per copy:
@@ -33,7 +33,7 @@ def parse_args():
         '(both copies tested) writes <stem>_student.pkl and <stem>_teacher.pkl instead')
     parser.add_argument(
         '--show-dir', help='save images with predictions drawn (boxes, masks, top classes) '
-        'to this dir, relative to the work dir')
+        'to <work_dir>/<timestamp>/SHOW_DIR/[<student|teacher>/]<dataset>.<task>/')
     parser.add_argument(
         '--tta', action='store_true',
         help="test-time augmentation: wrap the model in the config's `tta_model` "

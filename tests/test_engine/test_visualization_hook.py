@@ -29,6 +29,7 @@ def write_image(path) -> str:
 
 def make_runner(tmp_path, metainfo=None) -> Mock:
     runner = Mock()
+    runner.model = torch.nn.Module()  # a plain model (no predict_on): no copy folder
     runner.work_dir = str(tmp_path)
     runner.timestamp = TIMESTAMP
     runner.iter = 7
@@ -222,3 +223,22 @@ def test_gt_masks_at_the_original_size_are_drawn_on_the_input(tmp_path):
         assert max(r, g, b) - min(r, g, b) > 30, panel[50, 55]  # tinted by the mask
     r, g, b = canvas[:, W:][10, 10]
     assert r == g == b
+
+
+def test_teacher_student_copies_get_their_folders_and_padding_is_drawn_once(tmp_path):
+    """TeacherStudentTestLoop tests the student, then the teacher: each copy writes its own
+    folder, and a sample repeated by a distributed sampler's padding is drawn once."""
+    img_path = write_image(tmp_path / 'case4.png')
+    runner = make_runner(tmp_path)
+    runner.model.predict_on = 'student'
+    hook = CXRVisualizationHook(draw=True, test_out_dir='show')
+    hook.before_test(runner)
+    data_batch, outputs = loc_batch(img_path, sample_idx=3)
+    for copy in ('student', 'teacher'):
+        runner.model.predict_on = copy
+        hook.after_test_iter(runner, 0, data_batch, outputs)
+        hook.after_test_iter(runner, 1, data_batch, outputs)  # the padding repeat
+    show = osp.join(tmp_path, TIMESTAMP, 'show')
+    for copy in ('student', 'teacher'):
+        assert os.listdir(osp.join(show, copy, 'phantom_ptx.loc')) == ['case4.png']
+    assert sorted(os.listdir(show)) == ['student', 'teacher']

@@ -12,6 +12,7 @@ from mmengine.utils import mkdir_or_exist
 
 from fxmm.datasets.image_io import read_cxr_image
 from fxmm.datasets.multi_task_dataset import TASK_CLASSES_KEYS
+from fxmm.engine.runner.tested_model import unwrap_tested_model
 from fxmm.registry import HOOKS
 from fxmm.structures import CXRDataSample, pair_name
 from fxmm.visualization import draw_data_sample
@@ -41,10 +42,14 @@ class CXRVisualizationHook(Hook):
     Where the images go (the conventions of mmdet's ``DetVisualizationHook``):
 
     - testing with ``test_out_dir``: ``<work_dir>/<timestamp>/<test_out_dir>/<dataset>.<task>/
-      <image stem>.png`` (an absolute ``test_out_dir`` is used as it is); a stem already
-      written for the pair in this run becomes ``<stem>_<sample_idx>.png``.
+      <image stem>.png`` (an absolute ``test_out_dir`` is used as it is); for a
+      ``TeacherStudent`` the copy that predicted comes first,
+      ``<test_out_dir>/<student|teacher>/<dataset>.<task>/`` (``TeacherStudentTestLoop``
+      tests both). A stem already written for the pair in this run becomes
+      ``<stem>_<sample_idx>.png``; a sample a distributed sampler repeats (padding) is drawn
+      once.
     - testing without it: every sample to the visualizer's backends
-      (``runner.visualizer.add_image``) as ``test.<dataset>.<task>.<stem>``.
+      (``runner.visualizer.add_image``) as ``test.[<copy>.]<dataset>.<task>.<stem>``.
     - validation: the first sample of every ``interval``-th batch to the visualizer's
       backends as ``val.<dataset>.<task>.<stem>``, at step ``runner.iter``.
 
@@ -77,12 +82,13 @@ class CXRVisualizationHook(Hook):
         self.test_out_dir = test_out_dir
         self._out_dir: Optional[str] = None
         self._written: Dict[str, set] = {}
+        self._drawn: set = set()  # (copy, dataset, task, sample_idx) drawn in this run
         self._classes: Dict[tuple, List[str]] = {}
         self._test_index = 0
 
     def before_test(self, runner) -> None:
         """Resolve the output folder of this run and reset the per-run bookkeeping."""
-        self._written, self._classes, self._test_index = {}, {}, 0
+        self._written, self._drawn, self._classes, self._test_index = {}, set(), {}, 0
         if self.draw and self.test_out_dir is not None:
             self._out_dir = osp.join(runner.work_dir, runner.timestamp, self.test_out_dir)
             mkdir_or_exist(self._out_dir)
@@ -100,18 +106,26 @@ class CXRVisualizationHook(Hook):
         """Draw every sample of the batch, to ``test_out_dir`` or the visualizer."""
         if not self.draw:
             return
+        # a TeacherStudent model is tested once per copy: each copy gets its own folder
+        copy = getattr(unwrap_tested_model(runner.model)[0], 'predict_on', None)
         for i, sample in enumerate(outputs):
+            key = (copy, ) + tuple(sample.metainfo.get(k) for k in ('dataset', 'task',
+                                                                    'sample_idx'))
+            if key[-1] is not None and key in self._drawn:
+                continue  # a distributed sampler's padding repeats a sample
+            self._drawn.add(key)
             canvas, pair, stem = self._draw(runner, 'test', data_batch, outputs, i)
             self._test_index += 1
+            subdir = pair if copy is None else osp.join(copy, pair)
             if self._out_dir is None:
-                runner.visualizer.add_image(f'test.{pair}.{stem}', canvas,
-                                            step=self._test_index)
+                runner.visualizer.add_image(f"test.{subdir.replace(osp.sep, '.')}.{stem}",
+                                            canvas, step=self._test_index)
                 continue
-            written = self._written.setdefault(pair, set())
+            written = self._written.setdefault(subdir, set())
             name = (stem if stem not in written else
                     f"{stem}_{sample.metainfo.get('sample_idx', self._test_index)}")
             written.add(name)
-            folder = osp.join(self._out_dir, pair)
+            folder = osp.join(self._out_dir, subdir)
             mkdir_or_exist(folder)
             path = osp.join(folder, f'{name}.png')
             if not cv2.imwrite(path, cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
