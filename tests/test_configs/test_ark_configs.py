@@ -83,7 +83,8 @@ def test_ark_config_states_the_recipe(cfg):
                                  'rsna-pneumonia-detection-challenge': None, 'vindr-cxr': None,
                                  'ChinaSet_AllFiles': None}
     assert policies['test']['mimic-cxr-jpg'] == ones
-    assert policies['test']['CheXpert-v1.0-small'] is None
+    # val (from train.csv) counts blank as 0, as training does; uncertain stays out of the AUC
+    assert policies['test']['CheXpert-v1.0-small'] == dict(type='ignore', missing_as_zero=True)
     assert cfg.test_evaluator.auc_classes == dict(chexpert=CHEXPERT_COMPETITION)
     # ten crops of 224 from the 256 x 256 test images; validation on the 224 centre crop
     assert (cfg.tta_model.type, cfg.tta_model.crop_size, cfg.tta_model.flip) == (

@@ -2,7 +2,9 @@
 #   python data_converters/chexpert.py --root data/cxr/CheXpert-v1.0-small
 # Splits: the official valid.csv is the test split; val = 10% of the train.csv patients.
 # Labels are raw (1 / 0 / -1 / null); as in Ark, training maps uncertain to U(0.55, 0.85)
-# (LSR) and blank to 0. The radiologist-labelled test split has no uncertain labels.
+# (LSR) and blank to 0. The radiologist-labelled test split has no uncertain or blank labels;
+# the val split (from train.csv) has both: blank -> 0, as in training, and uncertain is left
+# out of its AUC.
 # A config builds its datasets from `chexpert_data` under its own data root, as
 # configs/_base_/datasets/foundation_x_data.py does (docs/datasets.md).
 # CheXpert's 5 competition classes: Foundation X reports the CheXpert and MIMIC-CXR AUCs on
@@ -23,5 +25,5 @@ chexpert_data = dict(
     seg_classes=[],
     # more CXRDataset arguments for the train split, and for the val and test splits
     train_kwargs=dict(label_policy=dict(type='lsr', missing_as_zero=True)),
-    test_kwargs=dict(),
+    test_kwargs=dict(label_policy=dict(type='ignore', missing_as_zero=True)),
 )
