@@ -11,7 +11,7 @@ Example, after the demo run (``python tools/train.py configs/foundation_x_demo.p
 
     python tools/infer.py data/phantoms/phantom_ptx/images/test \\
         --config configs/foundation_x_demo.py \\
-        --weights work_dirs/foundation_x_demo/best_score_iter_*.pth \\
+        --weights work_dirs/foundation_x_demo/iter_2560.pth \\
         --out-dir work_dirs/foundation_x_demo/infer
 """
 import argparse

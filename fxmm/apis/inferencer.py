@@ -77,8 +77,8 @@ class FXInferencer(BaseInferencer):
     test pipeline is built here (``LoadCXRImage`` -> ``CXRResize`` to the model's input size ->
     ``PackCXRInputs``), images are batched, and one call returns JSON-ready results (and
     writes them with ``out_dir``, see the module docstring). A file that cannot be read or
-    processed is logged with the reason, listed in ``errors`` and skipped; the rest of its
-    batch still runs.
+    put through the pipeline is logged with the reason, listed in ``errors`` and skipped;
+    the rest of its batch still runs. An error of the model itself stops the call.
 
     Example::
 

@@ -49,9 +49,11 @@ def check_checkpoint(path: str) -> str:
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
     if not zipfile.is_zipfile(path):
-        raise ValueError(f'checkpoint {path!r} is truncated or not a torch checkpoint (no zip '
-                         f'directory at its end, {osp.getsize(path)} bytes); was the run '
-                         'killed while saving it? Resume from an earlier checkpoint')
+        raise ValueError(f'checkpoint {path!r} is not a complete zip-format torch checkpoint '
+                         f'(no zip directory at its end, {osp.getsize(path)} bytes): truncated '
+                         '(was the run killed while saving it? resume from an earlier '
+                         'checkpoint), or in the legacy format of torch < 1.6 (load it and '
+                         'torch.save it again)')
     return path
 
 

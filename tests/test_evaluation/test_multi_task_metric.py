@@ -187,3 +187,10 @@ def test_gt_masks_at_the_original_size_are_used_as_they_are():
         assert evaluate(MultiTaskMetric(), original) == evaluate(MultiTaskMetric(), resized)
     warnings = [c.args[0] for c in log.call_args_list if 'GT masks' in c.args[0]]
     assert len(warnings) == 1 and 'are (8, 8), not the original (16, 16)' in warnings[0]
+
+
+def test_auc_classes_of_a_dataset_not_evaluated_are_warned_about():
+    with patch('fxmm.evaluation.metrics.multi_task_metric.print_log') as log:
+        evaluate(MultiTaskMetric(auc_classes=dict(phantom_clz=['Atelectasis'])), cls_samples())
+    assert any("auc_classes names ['phantom_clz'], which this evaluation has no cls pair of"
+               in c.args[0] for c in log.call_args_list)

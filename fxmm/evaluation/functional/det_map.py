@@ -64,7 +64,7 @@ def coco_map(predictions: Sequence[dict],
     one evaluation yields every number: ``mAP<100*t>`` for each ``t`` in ``iou_thrs`` (the
     mean over classes of the 101-point interpolated AP at IoU ``t``) and ``mAP``, averaged
     over the standard 10 thresholds, both on area range 'all' with ``max_dets`` detections
-    per image. Every image counts, including those without GT boxes: detections there are
+    per image and class. Every image counts, including those without GT boxes: detections there are
     false positives. Classes without any GT box are left out of the means (as COCO does).
 
     Args:
@@ -75,7 +75,8 @@ def coco_map(predictions: Sequence[dict],
         num_classes (int): number of detection classes.
         iou_thrs (Sequence[float]): thresholds reported individually. Defaults to
             (0.4, 0.5): the paper's mAP40 and mAP50.
-        max_dets (int): detections kept per image (highest scores). Defaults to 100.
+        max_dets (int): COCOeval's ``maxDets``: detections kept per image and class (the
+            highest scores). Defaults to 100.
 
     Returns:
         dict: ``mAP40``, ``mAP50`` (one key per threshold) and ``mAP``, fractions in [0, 1];

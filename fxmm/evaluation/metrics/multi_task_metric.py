@@ -97,7 +97,8 @@ class MultiTaskMetric(BaseMetric):
             e.g. ``dict(chexpert=CHEXPERT_COMPETITION_CLASSES)``; all classes otherwise.
         det_iou_thrs (Sequence[float]): IoU thresholds reported individually; the first is
             the headline of ``'loc/mm...'``. Defaults to (0.4, 0.5) (the paper's mAP40, mAP50).
-        det_max_dets (int): detections per image kept by COCOeval. Defaults to 100.
+        det_max_dets (int): COCOeval's ``maxDets``, detections kept per image and class.
+            Defaults to 100.
         dice_empty_score (float): Dice where both the GT and the prediction are empty.
             Defaults to 1.0; nan leaves such cases out of the means.
         collect_device (str): 'cpu' or 'gpu', for collecting results across ranks.
@@ -218,6 +219,11 @@ class MultiTaskMetric(BaseMetric):
             print_log(f'MultiTaskMetric: dropped {len(results) - num_unique} repeated samples '
                       '(distributed sampler padding)', logger='current')
 
+        unused = sorted(set(self.auc_classes) - {d for d, task in pairs if task == 'cls'})
+        if unused:
+            print_log(f'MultiTaskMetric: auc_classes names {unused}, which this evaluation '
+                      'has no cls pair of (a misspelt dataset name?); their classes are '
+                      'not restricted', logger='current', level=logging.WARNING)
         evaluators = dict(cls=self._eval_cls, loc=self._eval_loc, seg=self._eval_seg)
         metrics: Dict[str, float] = {}
         per_task: Dict[str, List[float]] = defaultdict(list)
