@@ -2,7 +2,8 @@
 
 ``python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]`` prints per (dataset, task) metrics
 and saves ``results.json`` / ``results.md`` (rows datasets, columns Cls AUC / Loc mAP40 / Seg
-Dice) in ``<work_dir>/test_results/``. The command-line conventions of mmdetection's ``tools/test.py``.
+Dice) in ``<work_dir>/test_results/``. The command-line conventions of mmdetection's
+``tools/test.py``.
 
 ``--out preds.pkl`` dumps the per-sample predictions, as mmdetection's ``--out`` does. A
 ``TeacherStudentTestLoop`` tests two models, so it writes one such file per copy:

@@ -89,8 +89,9 @@ class MultiTaskMetric(BaseMetric):
     are predicted masks not already at ``ori_shape``.
 
     Only compact results are kept per sample: cls scores and labels, boxes, and the seg
-    Dice's pixel counts per class (masks are reduced to them in :meth:`process`). A distributed sampler pads
-    ranks with repeated samples; results are de-duplicated by (dataset, task, sample_idx).
+    Dice's pixel counts per class (masks are reduced to them in :meth:`process`). A
+    distributed sampler pads ranks with repeated samples; results are de-duplicated by
+    (dataset, task, sample_idx).
 
     Args:
         auc_classes (dict, optional): dataset name -> the classes its AUC is averaged over,
