@@ -109,8 +109,9 @@ def test_resume_continues_the_uninterrupted_run(tmp_path, mode):
 def test_resume_with_other_visit_lengths_is_refused(tmp_path):
     """Another batch size (or number of GPUs) gives other visit lengths, so the saved
     iteration would land in another visit: the resume stops with an error saying why."""
-    make_runner(tmp_path / 'full', 'full', max_iters=6).train()
-    resumed = make_runner(tmp_path / 'resumed', 'resumed', batch_size=1, sampler_batch_size=1,
+    make_runner(tmp_path / 'full', 'full_for_refused', max_iters=6).train()
+    resumed = make_runner(tmp_path / 'resumed', 'refused_resume', batch_size=1,
+                          sampler_batch_size=1,
                           resume_from=str(tmp_path / 'full' / 'iter_5.pth'), max_iters=12)
     with pytest.raises(ValueError, match=r"checkpoint at iteration 5 was trained with \{"
                                          r"'pair_names': \['a.cls', 'b.loc', 'c.seg'\], "

@@ -336,10 +336,10 @@ def test_runner_locks_and_releases_along_the_visit_cycle(tmp_path, hook_cfg, siz
 
 
 def test_resume_inside_a_locked_phase_matches_the_uninterrupted_run(tmp_path):
-    full = make_runner(tmp_path / 'full', 'full', {}, FRACTION[1])
+    full = make_runner(tmp_path / 'full', 'lrh_full', {}, FRACTION[1])
     full.train()
     # iter_7.pth: 7 iterations done; iteration 7 is the second, locked one of c.seg
-    resumed = make_runner(tmp_path / 'resumed', 'resumed', {}, FRACTION[1])
+    resumed = make_runner(tmp_path / 'resumed', 'lrh_resumed', {}, FRACTION[1])
     resumed._load_from = str(tmp_path / 'full' / 'iter_7.pth')
     resumed._resume = True
     recorder = ChangeRecorder()

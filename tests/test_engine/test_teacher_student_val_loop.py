@@ -237,7 +237,7 @@ def make_runner(work_dir, name: str, custom_hooks=(), resume_from=None) -> Runne
 def test_tiny_real_run_updates_the_teacher_per_visit_and_saves_the_best_of_each(tmp_path):
     before = EMARecorder('HIGH')  # runs before TeacherEMAHook (NORMAL)
     after = EMARecorder('LOW')
-    runner = make_runner(tmp_path / 'full', 'full', custom_hooks=[before, after])
+    runner = make_runner(tmp_path / 'full', 'tsv_full', custom_hooks=[before, after])
     runner.train()
     model = runner.model
     assert runner.iter == 8
@@ -271,7 +271,7 @@ def test_tiny_real_run_updates_the_teacher_per_visit_and_saves_the_best_of_each(
     assert model.predict_on == 'student'
     # a run resumed at iteration 4 keeps the saved teacher (no hard copy) and ends where
     # the uninterrupted run ended
-    resumed = make_runner(tmp_path / 'resumed', 'resumed',
+    resumed = make_runner(tmp_path / 'resumed', 'tsv_resumed',
                           resume_from=osp.join(tmp_path, 'full', 'iter_4.pth'))
     resumed.train()
     final = resumed.model.state_dict()
