@@ -15,48 +15,11 @@ from torch import Tensor, nn
 from fxmm.registry import MODELS
 from fxmm.utils.mmcv_compat import allow_bfloat16_deformable_attention
 from .dino_decoder_branch import DINODecoderBranch
+from .dino_defaults import (DINO_DECODER, DINO_DN_CFG, DINO_ENCODER, DINO_HEAD,
+                            DINO_POSITIONAL_ENCODING, DINO_TEST_CFG, DINO_TRAIN_CFG)
 
 # mmcv's CUDA deformable attention has no bfloat16 kernel: run it in float32 under bf16 AMP
 allow_bfloat16_deformable_attention()
-
-# DINO-4scale (mmdet configs/dino/dino-4scale_r50_8xb2-12e_coco.py), the FX paper's setting.
-# ``embed_dims``/``num_levels`` of the attention configs are filled in from the detector.
-DINO_ENCODER = dict(
-    num_layers=6,
-    layer_cfg=dict(
-        self_attn_cfg=dict(dropout=0.0),
-        ffn_cfg=dict(feedforward_channels=2048, ffn_drop=0.0)))
-DINO_DECODER = dict(
-    num_layers=6,
-    return_intermediate=True,
-    layer_cfg=dict(
-        self_attn_cfg=dict(num_heads=8, dropout=0.0),
-        cross_attn_cfg=dict(dropout=0.0),
-        ffn_cfg=dict(feedforward_channels=2048, ffn_drop=0.0)),
-    post_norm_cfg=None)
-DINO_POSITIONAL_ENCODING = dict(num_feats=128, normalize=True, offset=0.0, temperature=20)
-DINO_DN_CFG = dict(
-    label_noise_scale=0.5,
-    box_noise_scale=1.0,
-    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100))
-DINO_HEAD = dict(
-    type='mmdet.DINOHead',
-    sync_cls_avg_factor=True,
-    loss_cls=dict(
-        type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
-    loss_bbox=dict(type='mmdet.L1Loss', loss_weight=5.0),
-    loss_iou=dict(type='mmdet.GIoULoss', loss_weight=2.0))
-# Matching costs equal to the loss weights (FX method: focal 1, L1 5, GIoU 2); mmdet's
-# DINO config weighs the focal cost 2.0.
-DINO_TRAIN_CFG = dict(
-    assigner=dict(
-        type='mmdet.HungarianAssigner',
-        match_costs=[
-            dict(type='mmdet.FocalLossCost', weight=1.0),
-            dict(type='mmdet.BBoxL1Cost', weight=5.0, box_format='xywh'),
-            dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
-        ]))
-DINO_TEST_CFG = dict(max_per_img=100)
 
 
 def _fill_attn_cfg(cfg: dict, where: str, **values) -> None:
