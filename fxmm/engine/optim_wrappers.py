@@ -41,6 +41,12 @@ def _mean_value(value) -> Optional[float]:
     return None
 
 
+def _at_iter() -> str:
+    """``' at iter N'`` (1-based) for a warning, from the message hub; empty outside a run."""
+    iteration = MessageHub.get_current_instance().get_info('iter')
+    return f' at iter {iteration + 1}' if iteration is not None else ''
+
+
 class NonFiniteLossGuard:
     """Mixin for an mmengine ``OptimWrapper``: skip iterations whose loss is NaN or inf.
 
@@ -113,7 +119,7 @@ class NonFiniteLossGuard:
         self._inner_count += 1  # the iteration counts for gradient accumulation windows
         if self.should_update():
             self.zero_grad(**(zero_kwargs or {}))
-        self._skipped(self._describe(loss, terms, local_finite), 'loss')
+        self._skipped(self._describe(loss, terms, local_finite))
 
     def step(self, **kwargs) -> None:
         """The wrapped class's step, skipped when a gradient is NaN/inf although the loss
@@ -128,14 +134,12 @@ class NonFiniteLossGuard:
                      if p.grad is not None]
             if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
                 self.optimizer.zero_grad()
-                iteration = MessageHub.get_current_instance().get_info('iter')
-                where = f' at iter {iteration + 1}' if iteration is not None else ''
-                self._skipped(f'non-finite gradient{where} (finite loss)', 'gradient')
+                self._skipped(f'non-finite gradient{_at_iter()} (finite loss)')
                 return
         super().step(**kwargs)
         self.consecutive_nonfinite = 0
 
-    def _skipped(self, report: str, what: str) -> None:
+    def _skipped(self, report: str) -> None:
         """Count a skipped iteration; warn, or stop after ``max_nonfinite`` in a row."""
         self.consecutive_nonfinite += 1
         self.total_nonfinite += 1
@@ -154,11 +158,9 @@ class NonFiniteLossGuard:
     @staticmethod
     def _describe(loss: torch.Tensor, terms: Optional[dict], local_finite: bool) -> str:
         """``non-finite loss at iter 12: loss=nan (a.cls.loss_cls=nan, ...)``."""
-        iteration = MessageHub.get_current_instance().get_info('iter')
-        where = f' at iter {iteration + 1}' if iteration is not None else ''
         values = {k: _mean_value(v) for k, v in (terms or {}).items()}
         detail = ', '.join(f'{k}={v:.4g}' for k, v in values.items() if v is not None)
-        text = f'non-finite loss{where}: loss={loss.detach().float().sum().item():.4g}'
+        text = f'non-finite loss{_at_iter()}: loss={loss.detach().float().sum().item():.4g}'
         if detail:
             text += f' ({detail})'
         if local_finite:
