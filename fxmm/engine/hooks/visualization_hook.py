@@ -12,6 +12,7 @@ from mmengine.utils import mkdir_or_exist
 
 from fxmm.datasets.image_io import read_cxr_image
 from fxmm.datasets.multi_task_dataset import TASK_CLASSES_KEYS
+from fxmm.datasets.transforms.geometric import map_channels
 from fxmm.engine.runner.tested_model import unwrap_tested_model
 from fxmm.registry import HOOKS
 from fxmm.structures import CXRDataSample, pair_name
@@ -197,10 +198,10 @@ class CXRVisualizationHook(Hook):
             # masks loaded after the resize (test pipelines) are at the original size
             sample = sample.clone()
             data = masks.data.cpu().numpy() if hasattr(masks.data, 'cpu') else masks.data
-            sample.gt_seg_masks = PixelData(data=np.stack([
-                cv2.resize(np.ascontiguousarray(m, dtype=np.uint8), img.shape[::-1],
-                           interpolation=cv2.INTER_NEAREST) for m in data]).reshape(
-                               -1, *img.shape))
+            sample.gt_seg_masks = PixelData(data=map_channels(
+                np.asarray(data, dtype=np.uint8),
+                lambda m: cv2.resize(m, img.shape[::-1], interpolation=cv2.INTER_NEAREST_EXACT),
+                img.shape))
         return img, sample
 
     def _class_names(self, runner, mode: str, dataset: str, task: str,
