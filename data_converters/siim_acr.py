@@ -62,7 +62,8 @@ class SIIMACRConverter(BaseConverter):
             if not image_id:
                 report.skip(f'{name}:{line}', f'{name} line {line}: empty {self.id_column}')
                 continue
-            rles.setdefault(image_id, []).append((f'{name} line {line}', row[self.rle_column]))
+            rles.setdefault(image_id, []).append((f'{name} line {line} ({image_id})',
+                                                  row[self.rle_column]))
         files = self.index_files(self.image_suffixes, report=report)
         records = []
         for image_id, rows in rles.items():
@@ -76,8 +77,7 @@ class SIIMACRConverter(BaseConverter):
 
     def annotate(self, record: dict, img: np.ndarray) -> dict:
         height, width = img.shape
-        mask = decode_siim_rles([(f'{where} ({record["key"]})', text)
-                                 for where, text in record['rles']], height, width)
+        mask = decode_siim_rles(record['rles'], height, width)
         return dict(patient_id=dicom_patient_id(record['img_file']) or record['key'],
                     cls_label=[int(mask.any())],
                     instances=component_instances(mask, label=0),
