@@ -1,4 +1,8 @@
-"""Install fxmm. The heavy stack (torch, mmcv with ops) is set up by tools/setup.sh first."""
+"""Install fxmm: ``pip install -e .`` into an environment that has PyTorch and mmcv (with ops).
+
+Requirements are ranges (``requirements/runtime.txt``), so an existing cluster environment
+keeps its own torch and mmcv; ``tools/setup.sh`` builds a fresh one with the tested stack
+(``requirements/tested.txt``)."""
 import os
 import os.path as osp
 import shutil
@@ -37,32 +41,12 @@ def add_mim_extension():
             shutil.copytree(src, dst)
 
 
-INSTALL_REQUIRES = [
-    'torch==2.14.1',
-    'torchvision==0.29.1',
-    'mmengine==0.10.7',
-    'mmcv>=2.0.0rc4,<2.2.0',
-    'mmdet==3.3.0',
-    'mmsegmentation==1.2.2',
-    'mmpretrain==1.2.0',
-    # mmsegmentation 1.2.2 imports these without declaring them
-    'ftfy',
-    'regex',
-    'numpy',
-    'scipy',
-    'pydicom>=2.4',
-    # pixel-data plugins for compressed DICOM: JPEG, JPEG-LS, JPEG 2000, RLE
-    'pylibjpeg>=2',
-    'pylibjpeg-libjpeg',
-    'pylibjpeg-openjpeg',
-    'pylibjpeg-rle',
-    'SimpleITK',
-    'pycocotools',
-    'scikit-learn',
-    'matplotlib',
-    'opencv-python-headless',
-    'Pillow',
-]
+def parse_requirements(name: str) -> list:
+    """The requirement lines of ``requirements/<name>.txt`` (comments and blanks dropped)."""
+    with open(osp.join(ROOT, 'requirements', f'{name}.txt')) as f:
+        lines = (line.split('#', 1)[0].strip() for line in f)
+        return [line for line in lines if line]
+
 
 if __name__ == '__main__':
     add_mim_extension()
@@ -73,7 +57,7 @@ if __name__ == '__main__':
         packages=find_packages(include=['fxmm', 'fxmm.*']),
         include_package_data=True,
         python_requires='>=3.9',
-        install_requires=INSTALL_REQUIRES,
-        extras_require={'tests': ['pytest', 'pytest-timeout']},
+        install_requires=parse_requirements('runtime'),
+        extras_require={'tests': parse_requirements('tests')},
         license='Apache License 2.0',
     )

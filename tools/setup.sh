@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create (or update) the project's virtual environment in ./.venv and install fxmm with the
-# whole OpenMMLab stack. Idempotent: a second run only checks what is there.
+# whole OpenMMLab stack at the tested versions (requirements/tested.txt). Idempotent: a second
+# run only checks what is there. (Into an existing environment: `pip install -e .`, see
+# docs/get_started.md.)
 #
 # mmcv 2.1.0 has no wheel for torch 2.14 on PyPI, so it is built once from its sdist (with
 # -std=c++17 patched to c++20, which torch >= 2.14 headers need) and the wheel is cached in
@@ -10,9 +12,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${FXMM_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
-TORCH_VERSION=2.14.1
-TORCHVISION_VERSION=0.29.1
-MMCV_VERSION=2.1.0
+TESTED="$ROOT/requirements/tested.txt"
+pinned() { sed -n "s/^$1==//p" "$TESTED"; }
+TORCH_VERSION=$(pinned torch)
+TORCHVISION_VERSION=$(pinned torchvision)
+MMCV_VERSION=$(pinned mmcv)
 CACHE="${FXMM_WHEEL_CACHE:-$HOME/.cache/fxmm/wheels}/torch${TORCH_VERSION}-mmcv${MMCV_VERSION}"
 
 log() { printf '[fxmm setup] %s\n' "$*"; }
@@ -53,9 +57,11 @@ if ! $PY -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VER
   $PIP install -q addict packaging Pillow pyyaml yapf opencv-python-headless
 fi
 
-if ! $PY -c "import fxmm" 2>/dev/null || [ "$ROOT/setup.py" -nt "$VENV/.fxmm-installed" ]; then
+newer() { for f in "$ROOT/setup.py" "$ROOT"/requirements/*.txt; do
+  [ "$f" -nt "$VENV/.fxmm-installed" ] && return 0; done; return 1; }
+if ! $PY -c "import fxmm" 2>/dev/null || newer; then
   log "installing fxmm and its dependencies"
-  $PIP install -q -e "$ROOT[tests]"
+  $PIP install -q -c "$TESTED" -e "$ROOT[tests]"
   touch "$VENV/.fxmm-installed"
 fi
 log "ready: $VENV"
