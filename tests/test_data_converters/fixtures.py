@@ -212,7 +212,8 @@ def write_siim(root: str, name: str = 'siim') -> Dict[str, dict]:
 # ----------------------------------------------------------------------------- reading back
 def converted(out: str, prefix: str = '', by_path: bool = False) -> Dict[str, dict]:
     """The converted entries of all splits, by image file stem (or ``img_path``), each with
-    its ``split``; every file is also loaded with ``CXRDataset`` (which validates it)."""
+    its ``split``; every file is also loaded with ``CXRDataset`` (which validates it; in test
+    mode, as a fixture's split may be too small to train on)."""
     from fxmm.datasets.cxr_dataset import CXRDataset
     entries = {}
     for split in ('train', 'val', 'test'):
@@ -221,7 +222,8 @@ def converted(out: str, prefix: str = '', by_path: bool = False) -> Dict[str, di
             continue
         with open(path) as f:
             data = json.load(f)
-        dataset = CXRDataset(ann_file=path, data_root=out, task=data['metainfo']['tasks'][0])
+        dataset = CXRDataset(ann_file=path, data_root=out, task=data['metainfo']['tasks'][0],
+                             test_mode=True)
         assert len(dataset) == len(data['data_list'])
         for entry in data['data_list']:
             stem = entry['img_path'] if by_path else osp.splitext(
