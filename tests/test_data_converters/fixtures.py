@@ -255,27 +255,36 @@ def decoded(entry: dict, name: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- CANDID-PTX
-def write_candid(root: str) -> Dict[str, dict]:
-    """CANDID-PTX: report table with quoted multi-line text, DICOMs named by SOPInstanceUID
-    in arbitrary folders."""
+def write_candid(root: str, file_names: bool = True) -> Dict[str, dict]:
+    """CANDID-PTX: report table with quoted multi-line text, DICOMs in arbitrary folders,
+    named by SOPInstanceUID except one (found by the UID in its header). With
+    ``file_names``, the table's SOPInstanceUID column holds file names (``<uid>.dcm``), as
+    in the release; else bare UIDs. ``truth[uid]['file']`` is the image's file name."""
     h, w = 20, 28
     truth = {
         '1.2.826.0.1.1': dict(mask=rect_mask(h, w, (1, 1, 4, 5), (15, 12, 20, 16))),
         '1.2.826.0.1.2': dict(mask=np.zeros((h, w), np.uint8)),
-        '1.2.826.0.1.3': dict(mask=rect_mask(h, w, (0, 0, 27, 0))),  # the whole first row
+        '1.2.826.0.1.3': dict(mask=rect_mask(h, w, (0, 0, 27, 0)),  # the whole first row
+                              file='IM-0003.dcm'),
         '1.2.826.0.1.4': dict(mask=None, reason='not found'),
     }
     for i, uid in enumerate(truth):
         if truth[uid]['mask'] is not None:
-            write_dicom(osp.join(root, f'batch{i % 2}', 'scans', f'{uid}.dcm'), ramp(h, w, i),
-                        patient_id=f'patient{i}')
+            name = truth[uid].setdefault('file', f'{uid}.dcm')
+            write_dicom(osp.join(root, f'batch{i % 2}', 'scans', name), ramp(h, w, i),
+                        patient_id=f'patient{i}', SOPInstanceUID=uid)
+
+    def named(uid):
+        return f'{uid}.dcm' if file_names else uid
+
     rows = [
-        ['1.2.826.0.1.1', siim_rle(rect_mask(h, w, (1, 1, 4, 5))),
+        [named('1.2.826.0.1.1'), siim_rle(rect_mask(h, w, (1, 1, 4, 5))),
          'Large right pneumothorax,\n"tension" suspected.\nChest drain advised.'],
-        ['1.2.826.0.1.2', '-1', 'No pneumothorax.'],
-        ['1.2.826.0.1.1', siim_rle(rect_mask(h, w, (15, 12, 20, 16))), 'second component'],
-        ['1.2.826.0.1.3', siim_rle(truth['1.2.826.0.1.3']['mask']), 'apical, thin'],
-        ['1.2.826.0.1.4', '-1', 'file lost'],
+        [named('1.2.826.0.1.2'), '-1', 'No pneumothorax.'],
+        [named('1.2.826.0.1.1'), siim_rle(rect_mask(h, w, (15, 12, 20, 16))),
+         'second component'],
+        [named('1.2.826.0.1.3'), siim_rle(truth['1.2.826.0.1.3']['mask']), 'apical, thin'],
+        [named('1.2.826.0.1.4'), '-1', 'file lost'],
     ]
     write_csv(osp.join(root, 'Pneumothorax_reports.csv'),
               ['SOPInstanceUID', 'EncodedPixels', 'Report'], rows)
