@@ -413,6 +413,37 @@ def write_vindr_cxr(root: str, size=(40, 48)) -> Dict[str, dict]:
     }
 
 
+def write_vindr_cxr_kaggle(root: str, size=(40, 48)) -> Dict[str, dict]:
+    """VinDr-CXR as the Kaggle competition ships it: ``train.csv`` (findings of 3 readers
+    per image, with ``class_id``; "No finding" = class 14 with blank boxes), no image label
+    tables, no test tables, unlabelled ``test/`` DICOMs. ``truth[id]['cls']`` holds the
+    labels the converter can give: "No finding" only (the converter's last global class)."""
+    h, w = size
+    rows = [
+        ['k1', 'No finding', 14, 'R1', '', '', '', ''],
+        ['k1', 'No finding', 14, 'R2', '', '', '', ''],
+        ['k1', 'No finding', 14, 'R3', '', '', '', ''],
+        ['k2', 'Cardiomegaly', 3, 'R4', 10, 20, 30, 28],
+        ['k2', 'Cardiomegaly', 3, 'R5', 11, 21, 31, 29],
+        ['k2', 'No finding', 14, 'R6', '', '', '', ''],
+        ['k3', 'Aortic enlargement', 0, 'R4', 20, 5, 28, 15],
+        ['k3', 'Nodule/Mass', 8, 'R5', 2, 2, 6, 6],
+        ['k3', 'Aortic enlargement', 0, 'R6', 20, 5, 28, 15],
+    ]
+    write_csv(osp.join(root, 'train.csv'), ['image_id', 'class_name', 'class_id', 'rad_id',
+                                            'x_min', 'y_min', 'x_max', 'y_max'], rows)
+    for i, (image_id, part) in enumerate([('k1', 'train'), ('k2', 'train'), ('k3', 'train'),
+                                          ('t1', 'test')]):
+        write_dicom(osp.join(root, part, f'{image_id}.dicom'), ramp(h, w, i))
+    unknown = [None] * 5
+    return {
+        'k1': dict(cls=unknown + [1], boxes=[]),
+        'k2': dict(cls=unknown + [1], boxes=[([10.5, 20.5, 30.5, 28.5], 'Cardiomegaly')]),
+        'k3': dict(cls=unknown + [0], boxes=[([20, 5, 28, 15], 'Aortic enlargement'),
+                                             ([2, 2, 6, 6], 'Nodule/Mass')]),
+    }
+
+
 # ----------------------------------------------------------------------------- RSNA
 def write_rsna(root: str) -> Dict[str, dict]:
     """RSNA Pneumonia: one row per box, class table with a row per box, DICOMs."""
