@@ -750,8 +750,11 @@ def write_jsrt(root: str, side: int = 32) -> Dict[str, dict]:
 
 
 # ----------------------------------------------------------------------------- VinDr-RibCXR
-def write_vindr_ribcxr(root: str) -> Dict[str, dict]:
-    """VinDr-RibCXR: column-oriented JSON (pandas to_json) with {"x", "y"} point lists."""
+def write_vindr_ribcxr(root: str,
+                       table_name: str = 'Vindr_RibCXR_{split}_mask.json') -> Dict[str, dict]:
+    """VinDr-RibCXR as its README lays it out (``data/<split>/img/*.png``,
+    ``data/<split>/<table_name>``): column-oriented JSON (pandas to_json) with
+    {"x", "y"} point lists."""
     h, w = 36, 40
     rib_boxes = {  # rib -> (x1, y1, x2, y2) inclusive, drawn as rectangles of float vertices
         'R1': (2, 2, 12, 4), 'R2': (2, 6, 13, 8), 'L1': (25, 2, 36, 4), 'L10': (24, 30, 37, 33)}
@@ -775,15 +778,16 @@ def write_vindr_ribcxr(root: str) -> Dict[str, dict]:
                 table[rib][key] = points(rib_boxes[rib]) if rib in rib_boxes else 'None'
             if name.endswith('train_001.png'):
                 table['R2'][key] = [dict(x=1.0)]  # broken point list
-            write_png(osp.join(root, 'Data', split, 'img', name),
+            write_png(osp.join(root, 'data', split, 'img', name),
                       ramp(h, w, row, 255).astype(np.uint8))
             truth[osp.splitext(name)[0]] = dict(
                 split='trainval' if split == 'train' else 'test',
                 masks={rib: rect_mask(h, w, box) for rib, box in rib_boxes.items()})
-        with open(_mkdirs(osp.join(root, 'Data', split, f'VinDr_RibCXR_{split}.json')), 'w') as f:
+        with open(_mkdirs(osp.join(root, 'data', split, table_name.format(split=split))),
+                  'w') as f:
             json.dump(table, f)
     truth['VinDr_RibCXR_train_001'] = dict(reason='R2: expected a list of')
-    os.remove(osp.join(root, 'Data', 'train', 'img', 'VinDr_RibCXR_train_002.png'))
+    os.remove(osp.join(root, 'data', 'train', 'img', 'VinDr_RibCXR_train_002.png'))
     truth['VinDr_RibCXR_train_002'] = dict(reason='not found')
     return truth
 
