@@ -3,14 +3,16 @@
 Official layout (the CANDID-PTX release, after the data-use agreement)::
 
     CANDID-PTX/
-      Pneumothorax_reports.csv     SOPInstanceUID, EncodedPixels (SIIM-style RLE, '-1' = none),
-                                   and free-text report fields (quoted, multi-line)
+      Pneumothorax_reports.csv     SOPInstanceUID (``<uid>`` or the file name ``<uid>.dcm``),
+                                   EncodedPixels (SIIM-style RLE, '-1' = none), and free-text
+                                   report fields (quoted, multi-line)
       acute_rib_fracture.csv, chest_tube.csv   (not used)
-      <any folders>/<SOPInstanceUID>.dcm       the images, found by file stem anywhere
+      <any folders>/<SOPInstanceUID>.dcm       the images, anywhere below the root
 
-Masks are decoded and merged as for SIIM-ACR (several rows per image); boxes are the
-8-connected mask components. There is no official split: patient-level, seeded (DICOM
-Patient ID). Usage::
+Images are matched as for SIIM-ACR: by the exact file name, the file stem, then the DICOM
+header's SOPInstanceUID (the report counts each rule's images). Masks are decoded and merged
+as for SIIM-ACR (several rows per image); boxes are the 8-connected mask components. There
+is no official split: patient-level, seeded (DICOM Patient ID). Usage::
 
     python data_converters/candid_ptx.py --root data/cxr/CANDID-PTX
 """

@@ -9,22 +9,29 @@ A converter (a subclass of :class:`BaseConverter`) does two things:
    missing images are recorded in the :class:`~.report.ConversionReport` and left out.
 2. :meth:`BaseConverter.annotate` turns one record and its decoded image into the entry's
    ``cls_label``, ``instances`` and ``seg`` (run in worker processes with ``--workers``).
+   A label the official files found do not give is ``None`` (null).
 
 :meth:`BaseConverter.run` does the rest: refuses to replace earlier output without
 ``--overwrite``; reads every image with :func:`fxmm.datasets.image_io.read_cxr_image` (which
 validates it and gives height/width/pixel spacing; an unreadable image is skipped with its
 reason); optionally writes an 8/16-bit PNG copy (``--to-png``); keeps every finished image in
 a cache so that an interrupted run resumes where it stopped; assigns the patient-level splits;
-writes ``<out>/annotations/<prefix><split>.json`` atomically, and the report next to them.
+lists in ``metainfo['tasks']`` only the tasks the converted images have labels for, and notes
+the classes no image labels; writes ``<out>/annotations/<prefix><split>.json`` atomically,
+and the report next to them. On the command line (:meth:`BaseConverter.main`) a SIGTERM or
+Ctrl-C stops the run with a message that running the same command again resumes it.
 """
 import argparse
+import contextlib
 import logging
 import os
 import os.path as osp
 import shutil
+import signal
+import sys
 from collections import Counter
 from multiprocessing import Pool
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -43,10 +50,10 @@ from .splits import SPLITS, assign_split, check_fractions
 RECORD_ERRORS = (ValueError, OSError, cv2.error)
 
 
-def dicom_patient_id(path: str) -> Optional[str]:
-    """The (0010,0020) Patient ID of a DICOM file, None if absent or empty."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=['PatientID'], force=True)
-    value = str(ds.get('PatientID', '') or '').strip()
+def dicom_tag(path: str, keyword: str) -> Optional[str]:
+    """A text tag of a DICOM file's header (e.g. ``'PatientID'``), None if absent or empty."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[keyword], force=True)
+    value = str(ds.get(keyword, '') or '').strip()
     return value or None
 
 
@@ -81,10 +88,59 @@ _WORKER_CONVERTER = None
 def _init_worker(converter: 'BaseConverter') -> None:
     global _WORKER_CONVERTER
     _WORKER_CONVERTER = converter
+    # the parent handles the stop (a forked worker inherits its handlers): Ctrl-C reaches
+    # the whole process group, and the pool ends its workers with SIGTERM
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _process_in_worker(record: dict):
     return _WORKER_CONVERTER.process(record)
+
+
+class ConversionInterrupted(BaseException):
+    """A signal (SIGTERM) stopped a conversion. A ``BaseException``, as ``KeyboardInterrupt``,
+    so that ``convert_all``'s per-dataset error handling does not take it for one dataset's
+    failure and go on with the next.
+
+    Args:
+        signum (int): The signal number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def resume_hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
+    """Run a command-line conversion so that SIGTERM (a scheduler's or ``kill``'s stop) and
+    Ctrl-C end it with a message saying how to resume, not silently.
+
+    Inside the block SIGTERM raises :class:`ConversionInterrupted` (the previous handler is
+    restored after it). When it or ``KeyboardInterrupt`` ends the block, ``hint()`` is logged
+    as a warning and the process exits with ``128 + signal number`` (143 for SIGTERM, 130 for
+    Ctrl-C), as a shell reports a process killed by that signal.
+
+    Args:
+        hint (Callable[[], str]): Says what was kept and how to resume; called after the stop.
+
+    Raises:
+        SystemExit: After a stop.
+    """
+    def stop(signum, frame):
+        raise ConversionInterrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except (ConversionInterrupted, KeyboardInterrupt) as err:
+        signum = getattr(err, 'signum', signal.SIGINT)
+        print_log(f'stopped by {signal.Signals(signum).name}: {hint()}', logger='current',
+                  level=logging.WARNING)
+        raise SystemExit(128 + signum) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, with_root: bool = True) -> None:
@@ -266,11 +322,19 @@ class BaseConverter:
             return record['key'], None, str(err)
         return record['key'], entry, None
 
-    def metainfo(self, split: str) -> dict:
-        """The ``metainfo`` of one annotation file."""
-        return dict(dataset=self.dataset, tasks=list(self.tasks),
-                    cls_classes=list(self.cls_classes), det_classes=list(self.det_classes),
-                    seg_classes=list(self.seg_classes),
+    def metainfo(self, split: str, tasks: Optional[Sequence[str]] = None) -> dict:
+        """The ``metainfo`` of one annotation file.
+
+        Args:
+            split (str): The split it holds.
+            tasks (Sequence[str], optional): The tasks it has labels for (a subset of
+                :attr:`tasks`; the class lists of the others are empty). None: all.
+        """
+        tasks = list(self.tasks if tasks is None else tasks)
+        classes = {task: list(names) if task in tasks else [] for task, names in (
+            ('cls', self.cls_classes), ('loc', self.det_classes), ('seg', self.seg_classes))}
+        return dict(dataset=self.dataset, tasks=tasks, cls_classes=classes['cls'],
+                    det_classes=classes['loc'], seg_classes=classes['seg'],
                     lr_pairs=[list(pair) for pair in self.lr_pairs],
                     source=self.source, converter_version=ANNOTATION_VERSION, split=split)
 
@@ -282,6 +346,11 @@ class BaseConverter:
     def report_file(self) -> str:
         """Path of the JSON conversion report."""
         return osp.join(self.ann_dir, f'{self.ann_prefix}conversion_report.json')
+
+    @property
+    def partial_dir(self) -> str:
+        """The cache of an unfinished run (see :class:`~.result_cache.ResultCache`)."""
+        return osp.join(self.ann_dir, f'.{self.ann_prefix}partial')
 
     @staticmethod
     def _drop_duplicates(records: List[dict], report: ConversionReport) -> List[dict]:
@@ -316,6 +385,7 @@ class BaseConverter:
         with ResultCache(cache_dir, options) as cache:
             entries = self._process_all(records, cache, report)
         self._warn_if_one_patient(entries)
+        tasks = self._labelled_tasks(entries, report)
         by_split: Dict[str, List[Tuple[str, dict]]] = {split: [] for split in SPLITS}
         for record in records:
             entry = entries.get(record['key'])
@@ -327,7 +397,7 @@ class BaseConverter:
             path = self.ann_file(split)
             if items:
                 items.sort(key=lambda item: item[0])
-                write_json_atomic(dict(metainfo=self.metainfo(split),
+                write_json_atomic(dict(metainfo=self.metainfo(split, tasks),
                                        data_list=[entry for _, entry in items]), path)
                 report.converted[split] = len(items)
                 report.files.append(path)
@@ -336,7 +406,46 @@ class BaseConverter:
         report.dump(self.report_file)
         shutil.rmtree(cache_dir)  # the output is complete
         print_log(report.summary(path=self.report_file), logger='current')
+        for note in report.notes:
+            print_log(f'{self.dataset}: {note}', logger='current', level=logging.WARNING)
         return report
+
+    def _labelled_tasks(self, entries: Dict[str, dict],
+                        report: ConversionReport) -> Tuple[str, ...]:
+        """The tasks of :attr:`tasks` that the converted images have labels for; what they
+        lack is noted in ``report``.
+
+        'cls' is left out, and every ``cls_label`` emptied, when no image has a cls label
+        (all null): a task is never listed without labels. Classes of a listed task that no
+        image labels (cls: null in every image; loc: no box; seg: no mask) are noted.
+        """
+        items = list(entries.values())
+        if not items:
+            return self.tasks
+        tasks = list(self.tasks)
+        if 'cls' in tasks:
+            unlabelled = [name for i, name in enumerate(self.cls_classes)
+                          if all(e['cls_label'][i] is None for e in items)]
+            if len(unlabelled) == len(self.cls_classes):
+                tasks.remove('cls')
+                for entry in items:
+                    entry['cls_label'] = []
+                report.note(f"cls: no image has a label of any of its {len(unlabelled)} "
+                            "classes, so 'cls' is left out of metainfo.tasks")
+            elif unlabelled:
+                report.note(f'cls: no image has a label of {unlabelled} (null in every '
+                            'image)')
+        if 'loc' in tasks:
+            boxed = {inst['bbox_label'] for e in items for inst in e['instances']}
+            unboxed = [name for i, name in enumerate(self.det_classes) if i not in boxed]
+            if unboxed:
+                report.note(f'loc: no image has a box of {unboxed}')
+        if 'seg' in tasks:
+            masked = {name for e in items for name in e['seg']}
+            unmasked = [name for name in self.seg_classes if name not in masked]
+            if unmasked:
+                report.note(f'seg: no image has a mask of {unmasked}')
+        return tuple(tasks)
 
     def _warn_if_one_patient(self, entries: Dict[str, dict]) -> None:
         """Warn when one patient id holds many images (e.g. ids blanked by anonymisation):
@@ -352,7 +461,7 @@ class BaseConverter:
     def _check_output(self) -> str:
         """Refuse to replace earlier output without ``overwrite``; the result cache folder
         (an existing one means an interrupted run, resumed)."""
-        folder = osp.join(self.ann_dir, f'.{self.ann_prefix}partial')
+        folder = self.partial_dir
         existing = [p for p in [self.ann_file(s) for s in SPLITS] + [self.report_file]
                     if osp.exists(p)]
         if self.overwrite and osp.isdir(folder):
@@ -384,16 +493,20 @@ class BaseConverter:
             return entries
         print_log(f'{self.dataset}: decoding {len(todo)} images with {self.workers} '
                   f'worker(s)', logger='current')
-        bar = ProgressBar(len(todo))
-        if self.workers > 1:
-            chunksize = max(1, min(16, len(todo) // (self.workers * 4)))
-            with Pool(self.workers, initializer=_init_worker, initargs=(self,)) as pool:
-                self._collect_results(
-                    pool.imap_unordered(_process_in_worker, todo, chunksize), fingerprints,
-                    cache, report, entries, bar)
-        else:
-            self._collect_results(map(self.process, todo), fingerprints, cache, report,
-                                  entries, bar)
+        bar = ProgressBar(len(todo), file=sys.stdout)
+        try:
+            if self.workers > 1:
+                chunksize = max(1, min(16, len(todo) // (self.workers * 4)))
+                with Pool(self.workers, initializer=_init_worker, initargs=(self,)) as pool:
+                    self._collect_results(
+                        pool.imap_unordered(_process_in_worker, todo, chunksize),
+                        fingerprints, cache, report, entries, bar)
+            else:
+                self._collect_results(map(self.process, todo), fingerprints, cache, report,
+                                      entries, bar)
+        finally:  # end the bar's line: what is logged next starts a line of its own
+            bar.file.write('\n')
+            bar.file.flush()
         return entries
 
     @staticmethod
@@ -424,11 +537,25 @@ class BaseConverter:
         Returns:
             int: Exit status: 0 when images were converted, 1 when none was, 2 when the
             dataset folder or tables are missing or earlier output is in the way.
+
+        Raises:
+            SystemExit: 143 after a SIGTERM, 130 after Ctrl-C, with a message saying how to
+                resume (:func:`resume_hint_on_interrupt`).
         """
         args = cls.build_parser().parse_args(argv)
         try:
-            report = cls(**vars(args)).run()
+            converter = cls(**vars(args))
+            with resume_hint_on_interrupt(converter.resume_hint):
+                report = converter.run()
         except (FileExistsError, FileNotFoundError) as err:
             print_log(f'{cls.__name__}: {err}', logger='current', level=logging.ERROR)
             return 2
         return 0 if report.converted else 1
+
+    def resume_hint(self) -> str:
+        """What an interrupted run kept, and how to resume it (see :meth:`main`)."""
+        again = 'the same command again' + (' without --overwrite' if self.overwrite else '')
+        if not osp.isdir(self.partial_dir):
+            return f'{self.dataset}: no image was finished yet; run {again} to start'
+        return (f'{self.dataset}: the images finished so far are kept in {self.partial_dir}; '
+                f'run {again} to resume the conversion where it stopped')

@@ -22,7 +22,9 @@
 Each present dataset is converted into its own folder (``<folder>/annotations/``), with the
 common options (``--workers``, ``--to-png``, ``--overwrite``, split options) passed on. A
 dataset that was converted before is left alone unless ``--overwrite``; one that fails is
-reported and the others still run. Usage::
+reported and the others still run. A run stopped by SIGTERM or Ctrl-C says how to resume it:
+the same command again (without ``--overwrite``) leaves the converted datasets alone and
+resumes the interrupted one. Usage::
 
     python data_converters/convert_all.py --datasets data/cxr --workers 8
 """
@@ -44,7 +46,7 @@ from data_converters.candid_ptx import CANDIDPTXConverter  # noqa: E402
 from data_converters.chestx_det import ChestXDetConverter  # noqa: E402
 from data_converters.chestxray14 import ChestXray14Converter  # noqa: E402
 from data_converters.chexpert import CheXpertConverter  # noqa: E402
-from data_converters.common import add_common_arguments  # noqa: E402
+from data_converters.common import add_common_arguments, resume_hint_on_interrupt  # noqa: E402
 from data_converters.jsrt import JSRTConverter  # noqa: E402
 from data_converters.mimic_cxr import MIMICCXRConverter  # noqa: E402
 from data_converters.montgomery import MontgomeryConverter  # noqa: E402
@@ -140,7 +142,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='convert only these')
     add_common_arguments(parser, with_root=False)
     args = vars(parser.parse_args(argv))
-    outcome = convert_all(args.pop('datasets'), args.pop('only'), **args)
+    again = 'the same command again' + (' without --overwrite' if args['overwrite'] else '')
+    with resume_hint_on_interrupt(lambda: f'run {again} to resume: the datasets converted '
+                                  'so far are left alone, the interrupted one resumes where '
+                                  'it stopped'):
+        outcome = convert_all(args.pop('datasets'), args.pop('only'), **args)
     for name, result in outcome.items():
         print_log(f'{name:18s} {result}', logger='current')
     converted = [r for r in outcome.values() if r.startswith(('converted', 'already'))]

@@ -1,4 +1,5 @@
-"""The conversion report: what was converted, what was skipped and why."""
+"""The conversion report: what was converted, what was skipped and why, and what the
+official files found could not give."""
 from collections import Counter
 from typing import Dict, List, Optional
 
@@ -10,8 +11,9 @@ class ConversionReport:
 
     A converter keeps going when one record is bad (missing image, unreadable DICOM,
     malformed CSV row, RLE overrunning the image, ...): the item is recorded here and
-    left out. The report is saved as JSON next to the annotation files and summarised on
-    the console.
+    left out. What the found layout cannot give (a missing label table, classes without any
+    label) is recorded as a note. The report is saved as JSON next to the annotation files
+    and summarised on the console.
 
     Args:
         dataset (str): The dataset name (``metainfo['dataset']``).
@@ -23,6 +25,7 @@ class ConversionReport:
         self.converted: Counter = Counter()
         self.counts: Counter = Counter()
         self.files: List[str] = []
+        self.notes: List[str] = []
 
     def skip(self, item: str, reason: str) -> None:
         """Record that ``item`` (an image id, or ``file:line``) is left out, and why; a
@@ -39,6 +42,12 @@ class ConversionReport:
         """Add ``n`` to a named counter (e.g. ``'lateral views excluded'``)."""
         self.counts[what] += n
 
+    def note(self, text: str) -> None:
+        """Record what the conversion cannot give (e.g. ``'the Kaggle copy has no image
+        labels: ...'``); each note is kept once, in order."""
+        if text not in self.notes:
+            self.notes.append(text)
+
     def to_dict(self) -> dict:
         """The report as a JSON-ready dict."""
         return dict(
@@ -47,13 +56,16 @@ class ConversionReport:
             num_converted=sum(self.converted.values()),
             num_skipped=len(self.skipped),
             counts=dict(sorted(self.counts.items())),
+            notes=list(self.notes),
             files=list(self.files),
             skipped=[dict(item=item, reason=reason)
                      for item, reason in sorted(self.skipped.items())])
 
     def summary(self, max_items: int = 10, path: Optional[str] = None) -> str:
-        """A few lines for the console: counts per split, then up to ``max_items`` skipped
-        items with reasons (the full list is in the JSON report at ``path``)."""
+        """A few lines for the console: counts per split, the counters, then up to
+        ``max_items`` skipped items with reasons (the full list is in the JSON report at
+        ``path``) and the files written. The notes are not in it (they are logged as
+        warnings)."""
         splits = ', '.join(f'{split} {n}' for split, n in sorted(self.converted.items()))
         lines = [f'{self.dataset}: converted {sum(self.converted.values())} images '
                  f'({splits or "none"}), skipped {len(self.skipped)}']

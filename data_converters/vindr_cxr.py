@@ -1,7 +1,6 @@
 """VinDr-CXR -> fxmm annotations (cls: 6 global labels, loc: 22 local findings).
 
-Official layout (PhysioNet ``vindr-cxr/1.0.0``; the Kaggle competition's ``train.csv`` with
-the same columns plus ``class_id`` is read too)::
+Official layout (PhysioNet ``vindr-cxr/1.0.0``)::
 
     vindr-cxr/
       annotations/annotations_train.csv    image_id, rad_id, class_name, x_min, y_min, x_max,
@@ -9,6 +8,14 @@ the same columns plus ``class_id`` is read too)::
       annotations/image_labels_train.csv   image_id, rad_ID, <28 labels as 0/1> (one row per
       annotations/image_labels_test.csv    radiologist; test: consensus)
       train/<image_id>.dicom, test/<image_id>.dicom
+
+The Kaggle competition's copy (``vinbigdata-chest-xray-abnormalities-detection``) has only a
+findings table, ``train.csv`` (the same columns plus ``class_id``; some of the 22 local
+findings, and "No finding"), and unlabelled ``test/`` images. Where a part's label table is
+missing, its global labels cannot be had, save "No finding": that one is 1 when a reader
+wrote a "No finding" row (as the OR of the label table's column over the readers), else 0;
+the other five are null. The report and the console say so, and what else the found files
+lack (no test part, local findings without a box).
 
 Every training image was read by 3 radiologists: an image label is the OR over its readers.
 Boxes are kept per reader (``--boxes per-reader``, each instance names its ``reader``) or
@@ -22,7 +29,7 @@ and test. Image ids are the only patient key of this de-identified dataset. Usag
 import argparse
 import os.path as osp
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -44,6 +51,8 @@ VINDR_LOCAL = ('Aortic enlargement', 'Atelectasis', 'Calcification', 'Cardiomega
                'Pulmonary fibrosis', 'Rib fracture', 'Other lesion')
 # the 6 global labels used by Ark / Foundation X
 VINDR_GLOBAL = ('Lung tumor', 'Pneumonia', 'Tuberculosis', 'Other diseases', 'COPD', 'No finding')
+# the global label a findings table gives (its readers' "No finding" rows)
+NO_FINDING = 'No finding'
 # spellings of the global label columns seen in the releases
 _GLOBAL_ALIASES = {'Other diseases': ('Other diseases', 'Other disease')}
 BOX_MODES = ('per-reader', 'wbf', 'union')
@@ -150,11 +159,25 @@ class VinDrCXRConverter(BaseConverter):
             try:
                 findings = find_file(self.root, finding_names, f'VinDr-CXR {part} findings')
             except FileNotFoundError:
-                if part == 'test':
-                    continue  # a training-only copy (e.g. the Kaggle competition's)
+                if part == 'test':  # a training-only copy (e.g. the Kaggle competition's)
+                    report.note(f'no official test tables ({finding_names[0]}, '
+                                f'{label_names[0]}; the Kaggle copy has none): no test split '
+                                'is written')
+                    continue
                 raise
-            boxes = self._read_findings(findings, report)
-            labels = self._read_labels(self._optional(label_names), report)
+            boxes, no_finding = self._read_findings(findings, report)
+            label_table = self._optional(label_names)
+            if label_table is None:
+                labels = {image_id: self._no_finding_label(image_id in no_finding)
+                          for image_id in boxes}
+                others = [c for c in VINDR_GLOBAL if c != NO_FINDING]
+                report.note(
+                    f'{part}: {osp.basename(findings)} without {label_names[0]} (the Kaggle '
+                    f'copy has none): the global labels {others} are missing (null) for its '
+                    f'{len(labels)} images; {NO_FINDING!r} is 1 where a reader wrote a '
+                    f'{NO_FINDING!r} row, else 0. PhysioNet\'s {label_names[0]} gives all six')
+            else:
+                labels = self._read_labels(label_table, report)
             for image_id in sorted(set(boxes) | set(labels)):
                 if image_id in report:
                     continue
@@ -174,16 +197,26 @@ class VinDrCXRConverter(BaseConverter):
             return None
 
     @staticmethod
-    def _read_findings(path: str, report: ConversionReport) -> Dict[str, List[dict]]:
-        """image id -> [{'bbox', 'bbox_label', 'reader'}] from a findings table."""
+    def _no_finding_label(no_finding: bool) -> list:
+        """The 6 global labels a findings table gives: "No finding" only, the others null."""
+        return [int(no_finding) if cls == NO_FINDING else None for cls in VINDR_GLOBAL]
+
+    @staticmethod
+    def _read_findings(path: str,
+                       report: ConversionReport) -> Tuple[Dict[str, List[dict]], Set[str]]:
+        """A findings table's boxes, image id -> [{'bbox', 'bbox_label', 'reader'}], and the
+        ids of the images with a "No finding" row."""
         name = osp.basename(path)
         boxes: Dict[str, List[dict]] = {}
+        no_finding: Set[str] = set()
         columns = ('image_id', 'class_name', 'x_min', 'y_min', 'x_max', 'y_max')
         for line, row in read_table(path, columns, report, key_column='image_id'):
             image_id, cls = row['image_id'], row['class_name']
             items = boxes.setdefault(image_id, [])
+            if cls == NO_FINDING:
+                no_finding.add(image_id)
             if cls in VINDR_GLOBAL:
-                continue  # "No finding" rows carry no box
+                continue  # global labels carry no box
             where = f'{name} line {line}'
             if cls not in VINDR_LOCAL:
                 report.skip(image_id, f'{where}: unknown class_name {cls!r}')
@@ -197,7 +230,7 @@ class VinDrCXRConverter(BaseConverter):
             reader = row.get('rad_id') or row.get('rad_ID')
             items.append(dict(bbox=box, bbox_label=VINDR_LOCAL.index(cls),
                               reader=None if is_blank(reader) else reader, where=where))
-        return boxes
+        return boxes, no_finding
 
     @staticmethod
     def _read_labels(path: Optional[str], report: ConversionReport) -> Dict[str, list]:

@@ -10,11 +10,12 @@ CheXmask table of VinDr-CXR (``--chexmask-csv``; PhysioNet ``chexmask-cxr-segmen
 Each mask is a CheXmask RLE (1-indexed absolute starts, row-major) on the ``Height`` x
 ``Width`` grid, which must be the DICOM's size. The box of an organ encloses its whole mask.
 ``--min-dice-rca`` drops masks whose estimated quality (RCA Dice, the CheXmask paper's
-measure) is lower. Written as ``annotations/organs_<split>.json`` beside the VinDr-CXR
-findings; splits as VinDr-CXR's, by the image's official folder (``train/``, with val drawn
-from it seeded by image id, and ``test/``), so that with the same ``--split-seed`` and
-fractions an image has the same split in both (an image in neither folder is drawn into
-train / val / test like a dataset without official splits). Usage::
+measure) is lower; the report counts them and lists each with its Dice RCA. Written as
+``annotations/organs_<split>.json`` beside the VinDr-CXR findings; splits as VinDr-CXR's, by
+the image's official folder (``train/``, with val drawn from it seeded by image id, and
+``test/``), so that with the same ``--split-seed`` and fractions an image has the same split
+in both (an image in neither folder is drawn into train / val / test like a dataset without
+official splits). Usage::
 
     python data_converters/vindr_cxr_organs.py --root data/cxr/vindr-cxr \\
         --chexmask-csv data/cxr/CheXmask/OriginalResolution/VinDr-CXR.csv
@@ -93,6 +94,8 @@ class VinDrCXROrgansConverter(BaseConverter):
                 continue
             if dice < self.min_dice_rca:
                 report.count(f'images with Dice RCA below {self.min_dice_rca} left out')
+                report.skip(image_id, f'{where}: Dice RCA (Mean) {dice:g} is below '
+                            f'--min-dice-rca {self.min_dice_rca:g}')
                 continue
             if image_id not in files:
                 report.skip(image_id, f'image file {image_id}.dicom not found under {self.root}')

@@ -1,11 +1,14 @@
 """VinDr-RibCXR -> fxmm annotations (seg: 20 ribs, R1-R10 and L1-L10).
 
-Official layout (vinbigdata-medical/vindr-ribcxr)::
+Official layout (the README of vinbigdata-medical/vindr-ribcxr)::
 
     VinDr-RibCXR/
-      Data/train/img/VinDr_RibCXR_train_000.png ...
-      Data/train/VinDr_RibCXR_train.json
-      Data/val/img/..., Data/val/VinDr_RibCXR_val.json
+      data/train/img/VinDr_RibCXR_train_000.png ...
+      data/train/Vindr_RibCXR_train_mask.json
+      data/val/img/..., data/val/Vindr_RibCXR_val_mask.json
+
+The tables are found anywhere below the root by these names, or by the names
+``VinDr_RibCXR_train.json`` / ``VinDr_RibCXR_val.json`` that earlier fxmm versions asked for.
 
 Each JSON is column-oriented (pandas ``to_json``): ``{"img": {"0": <image name>, ...},
 "R1": {"0": [{"x": .., "y": ..}, ...], ...}, ..., "L10": {...}}``; a rib that is not visible
@@ -41,13 +44,18 @@ class VinDrRibCXRConverter(BaseConverter):
     lr_pairs = tuple((f'L{i}', f'R{i}') for i in range(1, 11))
     source = ('VinDr-RibCXR, Nguyen et al., "VinDr-RibCXR: A benchmark dataset for automatic '
               'segmentation and labeling of individual ribs on chest X-rays", MIDL 2021')
-    official = {'VinDr_RibCXR_train.json': 'trainval', 'VinDr_RibCXR_val.json': 'test'}
+    # official part -> (the names its table is looked for by, our split)
+    official = {
+        'train': (('Vindr_RibCXR_train_mask.json', 'VinDr_RibCXR_train.json'), 'trainval'),
+        'val': (('Vindr_RibCXR_val_mask.json', 'VinDr_RibCXR_val.json'), 'test'),
+    }
 
     def collect(self, report: ConversionReport) -> List[dict]:
         files = self.index_files(('.png', '.jpg', '.jpeg'), by_stem=False, report=report)
         records = []
-        for json_name, split in self.official.items():
-            path = find_file(self.root, (json_name, ), 'VinDr-RibCXR annotations')
+        for part, (names, split) in self.official.items():
+            path = find_file(self.root, names, f'VinDr-RibCXR {part} annotations')
+            json_name = osp.basename(path)
             table = read_json(path, dict, ('img', ) + RIBS, dict)  # column -> row -> value
             for row, name in table['img'].items():
                 image = osp.basename(str(name))

@@ -2,14 +2,17 @@
 
 The format (``docs/design.md``) is mmengine's OpenMMLab 2.0 JSON, ``{"metainfo": {...},
 "data_list": [...]}``, written by the converters in ``data_converters/``. Every entry is
-checked on load, so a broken file fails at start-up with the file, entry index and field.
+checked on load, so a broken file fails at start-up with the file, entry index and field;
+and a training split without labels to learn from fails then too, naming the dataset.
 """
 import json
+import logging
 import math
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
+from mmengine.dataset.base_dataset import force_full_init
 from mmengine.fileio import isdir, join_path, load
 from mmengine.logging import print_log
 
@@ -29,6 +32,23 @@ ANNOTATION_VERSION = 1
 CLASS_LISTS = {'cls': 'cls_classes', 'loc': 'det_classes', 'seg': 'seg_classes'}
 _CLS_VALUES = (1, 0, -1, None)
 _FILTER_KEYS = {'filter_empty_gt'}
+# what to do about a missing annotation file
+MISSING_ANN_FILE_HINT = ('Check data_root and ann_file in the config, or convert the dataset '
+                         'first (docs/datasets.md)')
+
+
+class AnnotationFileNotFoundError(FileNotFoundError):
+    """A dataset's annotation file is missing.
+
+    Args:
+        message (str): The whole message (``what`` and :data:`MISSING_ANN_FILE_HINT`).
+        what (str, optional): Which file is missing, without the hint, for an error that
+            lists several (``MultiTaskDataset``). Defaults to ``message``.
+    """
+
+    def __init__(self, message: str, what: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.what = what or message
 
 
 def _is_int(value) -> bool:
@@ -239,6 +259,17 @@ class CXRDataset(BaseDataset):
             Defaults to 100.
         test_mode, indices, lazy_init, serialize_data, max_refetch: as in
             :class:`mmengine.dataset.BaseDataset`.
+
+    Labels to learn from are checked once loaded (after the label policy, ``filter_cfg``,
+    ``num_samples`` and ``indices``), for the dataset's ``task``. A 'cls' training dataset
+    (``test_mode=False``) stops with a ``ValueError`` naming the file, the dataset and the
+    reason when no image has a label a loss uses (every one missing, or uncertain and kept
+    as -1), or when no image is positive (> 0) for any class: the head cannot learn from
+    that. Its classes that no image labels are named in a warning. A 'loc' / 'seg' training
+    dataset without any box / mask gets a warning (an image without them is a labelled
+    negative, but with none anywhere the head learns nothing to find). A val/test dataset
+    without any label of its task gets a warning (nothing to evaluate); one without
+    positives is fine: a small split may lack them, and the metrics skip such classes.
     """
 
     def __init__(self,
@@ -300,7 +331,8 @@ class CXRDataset(BaseDataset):
         except json.JSONDecodeError as err:
             raise ValueError(f'{self.ann_file}: not valid JSON ({err})') from None
         except FileNotFoundError:
-            raise FileNotFoundError(self._missing_ann_file_message()) from None
+            what = self._missing_ann_file()
+            raise AnnotationFileNotFoundError(f'{what}. {MISSING_ANN_FILE_HINT}', what) from None
         if (not isinstance(annotations, dict)
                 or not {'metainfo', 'data_list'} <= set(annotations)):
             raise ValueError(f'{self.ann_file}: must be a JSON object with "metainfo" and '
@@ -310,7 +342,9 @@ class CXRDataset(BaseDataset):
             self.task = meta['tasks'][0]
         elif self.task is not None and self.task not in meta['tasks']:
             raise ValueError(f'{self.ann_file}: task {self.task!r} requested, but the file has '
-                             f'tasks {meta["tasks"]}')
+                             f'tasks {meta["tasks"]} (dataset {meta["dataset"]!r}; a converter '
+                             'lists only the tasks the official files gave labels for, see the '
+                             'conversion_report.json beside the file)')
         self._metainfo.update(meta)
         raw_list = annotations['data_list']
         if not isinstance(raw_list, list):
@@ -324,14 +358,13 @@ class CXRDataset(BaseDataset):
             data_list.append(self.parse_data_info(entry))
         return data_list
 
-    def _missing_ann_file_message(self) -> str:
+    def _missing_ann_file(self) -> str:
         """Say which annotation file is missing, and whether its data_root exists."""
         msg = f'annotation file {self.ann_file!r} not found'
         if self.data_root and self.ann_file != self._ann_file_arg:
             msg += f' (ann_file={self._ann_file_arg!r} under data_root={self.data_root!r}'
             msg += ', a folder that does not exist)' if not isdir(self.data_root) else ')'
-        return msg + ('. Check data_root and ann_file in the config, or convert the dataset '
-                      'first (docs/datasets.md)')
+        return msg
 
     def prepare_data(self, idx: int):
         """The pipeline's output for sample ``idx``; None (so that ``__getitem__`` takes
@@ -396,11 +429,83 @@ class CXRDataset(BaseDataset):
         return bool(len(info['cls_label'])) and not np.isnan(info['cls_label']).all()
 
     def full_init(self):
-        """Load, filter and index the file as BaseDataset does, then log a summary."""
+        """Load, filter and index the file as BaseDataset does, log a summary, and check
+        that the task has labels (see the class docstring)."""
         if self._fully_initialized:
             return
         super().full_init()
+        self._label_counts = self._count_labels()
         print_log(repr(self), logger='current')
+        self._check_labels()
+
+    def _count_labels(self) -> Dict[str, np.ndarray]:
+        """Per-class counts over the loaded images, in one pass.
+
+        Returns:
+            dict: ``cls_one`` (images labelled 1), ``cls_positive`` (labelled > 0, soft
+            labels included), ``cls_known`` (a label a loss uses: not missing, not -1),
+            ``cls_uncertain`` (-1), each (C_cls,); ``det`` boxes (C_det,); ``seg`` images
+            with a non-empty mask (C_seg,).
+        """
+        meta = self._metainfo
+        num_cls = len(meta['cls_classes'])
+        counts = {key: np.zeros(num_cls, dtype=np.int64)
+                  for key in ('cls_one', 'cls_positive', 'cls_known', 'cls_uncertain')}
+        counts['det'] = np.zeros(len(meta['det_classes']), dtype=np.int64)
+        counts['seg'] = np.zeros(len(meta['seg_classes']), dtype=np.int64)
+        for idx in range(len(self)):
+            info = super().get_data_info(idx)
+            label = info['cls_label']
+            known = ~np.isnan(label) & (label != -1)
+            counts['cls_one'] += label == 1
+            counts['cls_positive'] += known & (label > 0)
+            counts['cls_known'] += known
+            counts['cls_uncertain'] += label == -1
+            for inst in info['instances']:
+                counts['det'][inst['bbox_label']] += 1
+            for name in info['seg']:
+                counts['seg'][meta['seg_classes'].index(name)] += 1
+        return counts
+
+    def _check_labels(self) -> None:
+        """Stop a 'cls' training dataset without labels to learn from; warn about the other
+        datasets without labels of their task, and about unlabelled training classes (see
+        the class docstring)."""
+        if self.task is None or len(self) == 0:  # an empty pair: MultiTaskDataset says so
+            return
+        counts = self._label_counts
+        where = (f'{self.ann_file}: dataset {self._metainfo["dataset"]!r}, task '
+                 f'{self.task!r}, {len(self)} images')
+        if self.task == 'cls':
+            uncertain = int(counts['cls_uncertain'].sum())
+            missing = None if counts['cls_known'].any() else (
+                'no image has a cls label: every one is missing (null)' + (
+                    f' or uncertain (-1, {uncertain} of them, which label_policy '
+                    f"{self.label_policy['type']!r} keeps as -1, ignored by the loss)"
+                    if uncertain else ''))
+            if missing is None and not self.test_mode and not counts['cls_positive'].any():
+                missing = (f'no image is positive for any of its {len(counts["cls_known"])} '
+                           'classes (every label is 0 or missing)')
+        elif self.task == 'loc':
+            missing = None if counts['det'].any() else 'no image has a box'
+        else:
+            missing = None if counts['seg'].any() else 'no image has a non-empty mask'
+        if missing and self.test_mode:
+            print_log(f'{where}: {missing}: there is nothing to evaluate', logger='current',
+                      level=logging.WARNING)
+        elif missing and self.task == 'cls':
+            raise ValueError(
+                f'{where}: {missing}. A training pair cannot learn from that. Check the '
+                'annotation file (its conversion_report.json says what the official files '
+                'gave) and the label_policy, or leave this pair out of the config')
+        elif missing:
+            print_log(f'{where}: {missing}: the head learns nothing to find',
+                      logger='current', level=logging.WARNING)
+        elif self.task == 'cls' and not self.test_mode and not counts['cls_known'].all():
+            names = [name for name, n in zip(self._metainfo['cls_classes'], counts['cls_known'])
+                     if n == 0]
+            print_log(f'{where}: no image has a label of {names}: the head does not learn '
+                      'them', logger='current', level=logging.WARNING)
 
     def get_data_info(self, idx: int) -> dict:
         """The ``idx``-th entry with ``sample_idx``, ``dataset``, ``task``, the class lists
@@ -428,6 +533,7 @@ class CXRDataset(BaseDataset):
             return [info['seg_classes'].index(name) for name in info['seg']]
         raise ValueError(f'{self.ann_file}: get_cat_ids needs a task, got task=None')
 
+    @force_full_init
     def class_counts(self) -> Dict[str, Dict[str, int]]:
         """Positives per class over the (filtered) dataset.
 
@@ -436,19 +542,9 @@ class CXRDataset(BaseDataset):
             ``'seg'``: images with a non-empty mask per class. Only the kinds the file has.
         """
         meta = self._metainfo
-        cls_pos = np.zeros(len(meta['cls_classes']), dtype=np.int64)
-        det = np.zeros(len(meta['det_classes']), dtype=np.int64)
-        seg = dict.fromkeys(meta['seg_classes'], 0)
-        for idx in range(len(self)):
-            info = super().get_data_info(idx)
-            cls_pos += info['cls_label'] == 1
-            for inst in info['instances']:
-                det[inst['bbox_label']] += 1
-            for name in info['seg']:
-                seg[name] += 1
-        counts = {'cls': dict(zip(meta['cls_classes'], cls_pos.tolist())),
-                  'det': dict(zip(meta['det_classes'], det.tolist())),
-                  'seg': seg}
+        counts = {'cls': dict(zip(meta['cls_classes'], self._label_counts['cls_one'].tolist())),
+                  'det': dict(zip(meta['det_classes'], self._label_counts['det'].tolist())),
+                  'seg': dict(zip(meta['seg_classes'], self._label_counts['seg'].tolist()))}
         return {kind: per_class for kind, per_class in counts.items() if per_class}
 
     def __repr__(self) -> str:

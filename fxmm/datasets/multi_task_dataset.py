@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from fxmm.registry import DATASETS
 from fxmm.structures import check_task, pair_name
+from .cxr_dataset import MISSING_ANN_FILE_HINT
 from .sample_rng import sample_rng
 
 # The metainfo key that holds the class names of each task (docs/design.md).
@@ -52,7 +53,10 @@ class MultiTaskDataset(Dataset):
 
             - ``dataset`` (dict | Dataset): the dataset config (built with
               ``DATASETS.build``; when its class takes a ``task`` argument, as
-              ``CXRDataset`` does, the pair's task is passed to it) or a built dataset.
+              ``CXRDataset`` does, the pair's task is passed to it, and when it takes
+              ``lazy_init``, the config gets ``lazy_init=True`` unless it sets it, so that
+              :meth:`full_init` loads every pair and names all missing annotation files
+              in one error) or a built dataset.
             - ``task`` (str): one of ``'cls'``, ``'loc'``, ``'seg'``.
             - ``name`` (str, optional): the dataset part of the pair name; defaults to
               ``dataset.metainfo['dataset']``.
@@ -60,8 +64,7 @@ class MultiTaskDataset(Dataset):
               pair, relative to the others. Defaults to 1.0.
         lazy_init (bool): if True, the pairs are not indexed, nor the sub-datasets fully
             initialised (their annotation files read), until :meth:`full_init` or the
-            first access that needs it; sub-dataset configs that take ``lazy_init`` and do
-            not set it get ``lazy_init=True``. Defaults to False.
+            first access that needs it. Defaults to False.
     """
 
     def __init__(self, pairs: Sequence[dict], lazy_init: bool = False) -> None:
@@ -81,7 +84,7 @@ class MultiTaskDataset(Dataset):
             weight = float(pair.get('weight', 1.0))
             if not (math.isfinite(weight) and weight >= 0):
                 raise ValueError(f'pair {i}: `weight` must be a finite number >= 0, got {weight}')
-            self.datasets.append(self._build_dataset(pair['dataset'], task, lazy_init, i))
+            self.datasets.append(self._build_dataset(pair['dataset'], task, i))
             self.tasks.append(task)
             self.weights.append(weight)
             self._names.append(pair.get('name'))
@@ -90,10 +93,9 @@ class MultiTaskDataset(Dataset):
             self.full_init()
 
     @staticmethod
-    def _build_dataset(dataset: Union[dict, Dataset], task: str, lazy_init: bool,
-                       i: int) -> Dataset:
-        """Build pair ``i``'s dataset, passing ``task`` (and ``lazy_init=True`` when lazy)
-        where the dataset class takes it."""
+    def _build_dataset(dataset: Union[dict, Dataset], task: str, i: int) -> Dataset:
+        """Build pair ``i``'s dataset, passing ``task`` and ``lazy_init=True`` (unless the
+        config sets it) where the dataset class takes them."""
         if not isinstance(dataset, dict):
             own_task = getattr(dataset, 'task', task)
             if own_task != task:
@@ -106,7 +108,7 @@ class MultiTaskDataset(Dataset):
                              f'pair says {task!r}')
         if 'type' in cfg and _accepts(cfg['type'], 'task'):
             cfg['task'] = task
-        if lazy_init and 'type' in cfg and _accepts(cfg['type'], 'lazy_init'):
+        if 'type' in cfg and _accepts(cfg['type'], 'lazy_init'):
             cfg.setdefault('lazy_init', True)
         return DATASETS.build(cfg)
 
@@ -114,14 +116,28 @@ class MultiTaskDataset(Dataset):
         """Fully initialise every sub-dataset, then name the pairs and index them.
 
         Raises:
+            FileNotFoundError: naming every missing annotation file (each with its pairs),
+                once all pairs were tried.
             ValueError: if two pairs get the same name, a pair has no dataset name, or a
                 pair is empty.
         """
         if self._fully_initialized:
             return
-        for dataset in self.datasets:
+        missing = {}  # which file is missing -> the pairs that need it
+        for i, dataset in enumerate(self.datasets):
             if hasattr(dataset, 'full_init'):
-                dataset.full_init()
+                try:
+                    dataset.full_init()
+                except FileNotFoundError as err:
+                    what = getattr(err, 'what', str(err))
+                    missing.setdefault(what, []).append(f'{i} ({self.tasks[i]})')
+        if missing:
+            lines = [f'  pair{"s" if len(pairs) > 1 else ""} {", ".join(pairs)}: {what}'
+                     for what, pairs in missing.items()]
+            raise FileNotFoundError(
+                f'{len(missing)} annotation file(s) not found, needed by '
+                f'{sum(map(len, missing.values()))} of the {len(self.datasets)} pairs. '
+                f'{MISSING_ANN_FILE_HINT}:\n' + '\n'.join(lines))
         self._dataset_names = [self._dataset_name(i) for i in range(len(self.datasets))]
         self._pair_names = [pair_name(name, task)
                             for name, task in zip(self._dataset_names, self.tasks)]

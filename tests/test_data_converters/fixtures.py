@@ -212,7 +212,8 @@ def write_siim(root: str, name: str = 'siim') -> Dict[str, dict]:
 # ----------------------------------------------------------------------------- reading back
 def converted(out: str, prefix: str = '', by_path: bool = False) -> Dict[str, dict]:
     """The converted entries of all splits, by image file stem (or ``img_path``), each with
-    its ``split``; every file is also loaded with ``CXRDataset`` (which validates it)."""
+    its ``split``; every file is also loaded with ``CXRDataset`` (which validates it; in test
+    mode, as a fixture's split may be too small to train on)."""
     from fxmm.datasets.cxr_dataset import CXRDataset
     entries = {}
     for split in ('train', 'val', 'test'):
@@ -221,7 +222,8 @@ def converted(out: str, prefix: str = '', by_path: bool = False) -> Dict[str, di
             continue
         with open(path) as f:
             data = json.load(f)
-        dataset = CXRDataset(ann_file=path, data_root=out, task=data['metainfo']['tasks'][0])
+        dataset = CXRDataset(ann_file=path, data_root=out, task=data['metainfo']['tasks'][0],
+                             test_mode=True)
         assert len(dataset) == len(data['data_list'])
         for entry in data['data_list']:
             stem = entry['img_path'] if by_path else osp.splitext(
@@ -253,27 +255,36 @@ def decoded(entry: dict, name: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- CANDID-PTX
-def write_candid(root: str) -> Dict[str, dict]:
-    """CANDID-PTX: report table with quoted multi-line text, DICOMs named by SOPInstanceUID
-    in arbitrary folders."""
+def write_candid(root: str, file_names: bool = True) -> Dict[str, dict]:
+    """CANDID-PTX: report table with quoted multi-line text, DICOMs in arbitrary folders,
+    named by SOPInstanceUID except one (found by the UID in its header). With
+    ``file_names``, the table's SOPInstanceUID column holds file names (``<uid>.dcm``), as
+    in the release; else bare UIDs. ``truth[uid]['file']`` is the image's file name."""
     h, w = 20, 28
     truth = {
         '1.2.826.0.1.1': dict(mask=rect_mask(h, w, (1, 1, 4, 5), (15, 12, 20, 16))),
         '1.2.826.0.1.2': dict(mask=np.zeros((h, w), np.uint8)),
-        '1.2.826.0.1.3': dict(mask=rect_mask(h, w, (0, 0, 27, 0))),  # the whole first row
+        '1.2.826.0.1.3': dict(mask=rect_mask(h, w, (0, 0, 27, 0)),  # the whole first row
+                              file='IM-0003.dcm'),
         '1.2.826.0.1.4': dict(mask=None, reason='not found'),
     }
     for i, uid in enumerate(truth):
         if truth[uid]['mask'] is not None:
-            write_dicom(osp.join(root, f'batch{i % 2}', 'scans', f'{uid}.dcm'), ramp(h, w, i),
-                        patient_id=f'patient{i}')
+            name = truth[uid].setdefault('file', f'{uid}.dcm')
+            write_dicom(osp.join(root, f'batch{i % 2}', 'scans', name), ramp(h, w, i),
+                        patient_id=f'patient{i}', SOPInstanceUID=uid)
+
+    def named(uid):
+        return f'{uid}.dcm' if file_names else uid
+
     rows = [
-        ['1.2.826.0.1.1', siim_rle(rect_mask(h, w, (1, 1, 4, 5))),
+        [named('1.2.826.0.1.1'), siim_rle(rect_mask(h, w, (1, 1, 4, 5))),
          'Large right pneumothorax,\n"tension" suspected.\nChest drain advised.'],
-        ['1.2.826.0.1.2', '-1', 'No pneumothorax.'],
-        ['1.2.826.0.1.1', siim_rle(rect_mask(h, w, (15, 12, 20, 16))), 'second component'],
-        ['1.2.826.0.1.3', siim_rle(truth['1.2.826.0.1.3']['mask']), 'apical, thin'],
-        ['1.2.826.0.1.4', '-1', 'file lost'],
+        [named('1.2.826.0.1.2'), '-1', 'No pneumothorax.'],
+        [named('1.2.826.0.1.1'), siim_rle(rect_mask(h, w, (15, 12, 20, 16))),
+         'second component'],
+        [named('1.2.826.0.1.3'), siim_rle(truth['1.2.826.0.1.3']['mask']), 'apical, thin'],
+        [named('1.2.826.0.1.4'), '-1', 'file lost'],
     ]
     write_csv(osp.join(root, 'Pneumothorax_reports.csv'),
               ['SOPInstanceUID', 'EncodedPixels', 'Report'], rows)
@@ -399,6 +410,37 @@ def write_vindr_cxr(root: str, size=(40, 48)) -> Dict[str, dict]:
         'd': dict(reason="unknown class_name 'Alien'"),
         'e': dict(reason='not found'),
         'f': dict(reason="x_min: 'abc' is not a finite number"),
+    }
+
+
+def write_vindr_cxr_kaggle(root: str, size=(40, 48)) -> Dict[str, dict]:
+    """VinDr-CXR as the Kaggle competition ships it: ``train.csv`` (findings of 3 readers
+    per image, with ``class_id``; "No finding" = class 14 with blank boxes), no image label
+    tables, no test tables, unlabelled ``test/`` DICOMs. ``truth[id]['cls']`` holds the
+    labels the converter can give: "No finding" only (the converter's last global class)."""
+    h, w = size
+    rows = [
+        ['k1', 'No finding', 14, 'R1', '', '', '', ''],
+        ['k1', 'No finding', 14, 'R2', '', '', '', ''],
+        ['k1', 'No finding', 14, 'R3', '', '', '', ''],
+        ['k2', 'Cardiomegaly', 3, 'R4', 10, 20, 30, 28],
+        ['k2', 'Cardiomegaly', 3, 'R5', 11, 21, 31, 29],
+        ['k2', 'No finding', 14, 'R6', '', '', '', ''],
+        ['k3', 'Aortic enlargement', 0, 'R4', 20, 5, 28, 15],
+        ['k3', 'Nodule/Mass', 8, 'R5', 2, 2, 6, 6],
+        ['k3', 'Aortic enlargement', 0, 'R6', 20, 5, 28, 15],
+    ]
+    write_csv(osp.join(root, 'train.csv'), ['image_id', 'class_name', 'class_id', 'rad_id',
+                                            'x_min', 'y_min', 'x_max', 'y_max'], rows)
+    for i, (image_id, part) in enumerate([('k1', 'train'), ('k2', 'train'), ('k3', 'train'),
+                                          ('t1', 'test')]):
+        write_dicom(osp.join(root, part, f'{image_id}.dicom'), ramp(h, w, i))
+    unknown = [None] * 5
+    return {
+        'k1': dict(cls=unknown + [1], boxes=[]),
+        'k2': dict(cls=unknown + [1], boxes=[([10.5, 20.5, 30.5, 28.5], 'Cardiomegaly')]),
+        'k3': dict(cls=unknown + [0], boxes=[([20, 5, 28, 15], 'Aortic enlargement'),
+                                             ([2, 2, 6, 6], 'Nodule/Mass')]),
     }
 
 
@@ -708,8 +750,11 @@ def write_jsrt(root: str, side: int = 32) -> Dict[str, dict]:
 
 
 # ----------------------------------------------------------------------------- VinDr-RibCXR
-def write_vindr_ribcxr(root: str) -> Dict[str, dict]:
-    """VinDr-RibCXR: column-oriented JSON (pandas to_json) with {"x", "y"} point lists."""
+def write_vindr_ribcxr(root: str,
+                       table_name: str = 'Vindr_RibCXR_{split}_mask.json') -> Dict[str, dict]:
+    """VinDr-RibCXR as its README lays it out (``data/<split>/img/*.png``,
+    ``data/<split>/<table_name>``): column-oriented JSON (pandas to_json) with
+    {"x", "y"} point lists."""
     h, w = 36, 40
     rib_boxes = {  # rib -> (x1, y1, x2, y2) inclusive, drawn as rectangles of float vertices
         'R1': (2, 2, 12, 4), 'R2': (2, 6, 13, 8), 'L1': (25, 2, 36, 4), 'L10': (24, 30, 37, 33)}
@@ -733,15 +778,16 @@ def write_vindr_ribcxr(root: str) -> Dict[str, dict]:
                 table[rib][key] = points(rib_boxes[rib]) if rib in rib_boxes else 'None'
             if name.endswith('train_001.png'):
                 table['R2'][key] = [dict(x=1.0)]  # broken point list
-            write_png(osp.join(root, 'Data', split, 'img', name),
+            write_png(osp.join(root, 'data', split, 'img', name),
                       ramp(h, w, row, 255).astype(np.uint8))
             truth[osp.splitext(name)[0]] = dict(
                 split='trainval' if split == 'train' else 'test',
                 masks={rib: rect_mask(h, w, box) for rib, box in rib_boxes.items()})
-        with open(_mkdirs(osp.join(root, 'Data', split, f'VinDr_RibCXR_{split}.json')), 'w') as f:
+        with open(_mkdirs(osp.join(root, 'data', split, table_name.format(split=split))),
+                  'w') as f:
             json.dump(table, f)
     truth['VinDr_RibCXR_train_001'] = dict(reason='R2: expected a list of')
-    os.remove(osp.join(root, 'Data', 'train', 'img', 'VinDr_RibCXR_train_002.png'))
+    os.remove(osp.join(root, 'data', 'train', 'img', 'VinDr_RibCXR_train_002.png'))
     truth['VinDr_RibCXR_train_002'] = dict(reason='not found')
     return truth
 
@@ -769,7 +815,7 @@ def write_chexmask(vindr_root: str, csv_path: str) -> Dict[str, dict]:
     return {
         'a': dict(split='trainval', masks=organs),
         'b': dict(split='trainval', masks=organs_b),
-        'c': dict(reason=None),  # left out by --min-dice-rca
+        'c': dict(reason=r'Dice RCA \(Mean\) 0\.5 is below --min-dice-rca 0\.7'),
         'd': dict(reason='differs from the image'),
         'f': dict(reason='overruns the image'),
     }

@@ -1,8 +1,11 @@
-"""The shared run: no overwrite without --overwrite, resume after a kill, --to-png,
---workers, the command line and convert_all."""
+"""The shared run: no overwrite without --overwrite, resume after a kill (and what a
+SIGTERM says), --to-png, --workers, the progress bar, tasks without labels, the command line
+and convert_all."""
 import json
 import os
 import os.path as osp
+import re
+import signal
 import subprocess
 import sys
 
@@ -136,3 +139,61 @@ def test_convert_all_goes_on_after_an_unexpected_error(tmp_path, monkeypatch):
     assert outcome['shenzhen'] == "failed: KeyError: 'image_id'"
     assert outcome['montgomery'].startswith('converted')
     assert converted(str(datasets / 'MontgomerySet'))
+
+
+class Terminated(SIIMACRConverter):
+    """Sent SIGTERM (as a scheduler or ``kill`` stops a job) while annotating its third
+    image."""
+
+    def annotate(self, record, img):
+        self.done = getattr(self, 'done', 0) + 1
+        if self.done == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().annotate(record, img)
+
+
+def test_sigterm_says_how_to_resume(tmp_path, monkeypatch):
+    from data_converters import common
+    logged = []
+    monkeypatch.setattr(common, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    root = str(tmp_path / 'siim')
+    write_siim(root)
+    with pytest.raises(SystemExit) as stop:
+        Terminated.main(['--root', root])
+    assert stop.value.code == 128 + signal.SIGTERM
+    partial = osp.join(root, 'annotations', '.partial')
+    assert logged[-1] == (f'stopped by SIGTERM: siim: the images finished so far are kept in '
+                          f'{partial}; run the same command again to resume the conversion '
+                          'where it stopped')
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is restored
+    assert SIIMACRConverter.main(['--root', root]) == 0  # the same command resumes
+    assert report_of(root)['counts']['images reused from the interrupted run'] == 2
+
+
+def test_progress_bar_line_is_ended(tmp_path, capsys):
+    """The summary logged after the bar starts a line of its own."""
+    root = str(tmp_path / 'ChinaSet_AllFiles')
+    write_shenzhen(root)
+    ShenzhenConverter(root=root).run()
+    out = capsys.readouterr().out
+    assert re.search(r'ETA: +0s\n', out), out[-200:]
+
+
+class Unlabelled(SIIMACRConverter):
+    """A layout without image labels: every cls label null."""
+
+    def annotate(self, record, img):
+        return dict(super().annotate(record, img), cls_label=[None])
+
+
+def test_a_task_without_labels_is_not_listed(tmp_path):
+    root = str(tmp_path / 'siim')
+    write_siim(root)
+    report = Unlabelled(root=root).run()
+    for name, ann in annotations(root).items():
+        assert ann['metainfo']['tasks'] == ['loc', 'seg'], name
+        assert ann['metainfo']['cls_classes'] == []
+        assert all(entry['cls_label'] == [] for entry in ann['data_list'])
+    assert report.notes == ["cls: no image has a label of any of its 1 classes, so 'cls' is "
+                            'left out of metainfo.tasks']
+    assert converted(root)  # the files are valid annotations

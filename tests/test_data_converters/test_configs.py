@@ -53,3 +53,22 @@ def test_foundation_x_data_pairs_and_pipeline(tmp_path, monkeypatch):
     packed = dataset[0]
     assert tuple(packed['inputs'].shape) == (1, 224, 224)
     assert tuple(packed['data_samples'].gt_seg_masks.data.shape) == (1, 224, 224)
+
+
+def test_every_missing_dataset_is_named_in_one_error(tmp_path, monkeypatch):
+    """Training the 11 datasets with only SIIM-ACR converted names the other ten datasets'
+    annotation files (each with its pairs) in one error, not the first one alone."""
+    data_root = tmp_path / 'cxr'
+    root = str(data_root / 'siim-acr-pneumothorax')
+    write_siim(root)
+    SIIMACRConverter(root=root, val_fraction=0.0, test_fraction=0.0).run()
+    monkeypatch.setenv('FXMM_DATA_ROOT', str(data_root))
+    cfg = Config.fromfile(osp.join(CONFIGS, 'foundation_x_data.py'))
+    with pytest.raises(FileNotFoundError) as err:
+        DATASET_REGISTRY.build(cfg.train_dataloader.dataset)
+    message = str(err.value)
+    assert '10 annotation file(s) not found, needed by 17 of the 20 pairs' in message
+    folders = {p.dataset.data_root for p in cfg.train_dataloader.dataset.pairs}
+    for folder in folders:
+        assert (folder in message) == (not folder.endswith('/siim-acr-pneumothorax/')), folder
+    assert 'pairs 9 (cls), 10 (loc), 11 (seg): annotation file' in message  # CANDID-PTX's

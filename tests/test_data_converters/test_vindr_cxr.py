@@ -1,10 +1,18 @@
-"""VinDr-CXR: readers OR-ed for labels; boxes per reader, WBF-fused or union-fused."""
+"""VinDr-CXR: readers OR-ed for labels; boxes per reader, WBF-fused or union-fused; the
+Kaggle copy (no label tables) and what a training pair on it gets."""
+import json
+import logging
 import os.path as osp
 
 import pytest
+from mmengine.config import Config
 
 from data_converters.vindr_cxr import VINDR_LOCAL, VinDrCXRConverter, fuse_boxes
-from fixtures import assert_skipped, converted, write_vindr_cxr
+from fixtures import assert_skipped, converted, report_of, write_vindr_cxr, write_vindr_cxr_kaggle
+from fxmm.registry import DATASETS as DATASET_REGISTRY
+
+CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+                   'configs', '_base_', 'datasets')
 
 
 @pytest.fixture(scope='module')
@@ -74,3 +82,72 @@ def test_fuse_boxes_keeps_one_readers_boxes_and_consensus_boxes_apart():
                  dict(bbox=[1, 0, 11, 10], bbox_label=0, reader='R2')]
     assert [(f['bbox'], f['reader']) for f in fuse_boxes(consensus, 'union', 0.5)] == [
         ([0., 0., 10., 10.], None), ([1., 0., 11., 10.], None), ([1., 0., 11., 10.], 'R2')]
+
+
+def test_kaggle_copy_gives_no_finding_and_says_what_it_lacks(tmp_path, monkeypatch):
+    """The Kaggle copy (train.csv only): "No finding" from the readers' rows, the other five
+    global labels null, said in the report and on the console with the missing test part
+    and the local findings without a box; 'cls' stays listed, as it has labels."""
+    from data_converters import common
+    logged = []
+    monkeypatch.setattr(common, 'print_log', lambda msg, **kwargs: logged.append(
+        (msg, kwargs.get('level'))))
+    root = str(tmp_path / 'vindr-cxr')
+    truth = write_vindr_cxr_kaggle(root)
+    VinDrCXRConverter(root=root, val_fraction=0.0).run()
+    entries = converted(root)
+    assert set(entries) == set(truth)  # the unlabelled test/ image is not listed
+    assert {e['split'] for e in entries.values()} == {'train'}  # no test part, no val asked
+    for image_id, item in truth.items():
+        assert entries[image_id]['cls_label'] == item['cls']
+        assert sorted((i['bbox'], VINDR_LOCAL[i['bbox_label']])
+                      for i in entries[image_id]['instances']) == sorted(item['boxes'])
+    with open(osp.join(root, 'annotations', 'train.json')) as f:
+        meta = json.load(f)['metainfo']
+    assert meta['tasks'] == ['cls', 'loc'] and len(meta['cls_classes']) == 6
+
+    notes = report_of(root)['notes']
+    five = "['Lung tumor', 'Pneumonia', 'Tuberculosis', 'Other diseases', 'COPD']"
+    label_note = next(n for n in notes if n.startswith('train: train.csv without '
+                                                       'image_labels_train.csv'))
+    assert f'the global labels {five} are missing (null) for its 3 images' in label_note
+    assert "'No finding' is 1 where a reader wrote a 'No finding' row" in label_note
+    assert any('no test split is written' in n and 'annotations_test.csv' in n for n in notes)
+    assert f'cls: no image has a label of {five} (null in every image)' in notes
+    unboxed = next(n for n in notes if n.startswith('loc: no image has a box of'))
+    assert "'Edema'" in unboxed and "'Cardiomegaly'" not in unboxed
+    warned = [msg for msg, level in logged if level == logging.WARNING]
+    assert warned == [f'vindr_cxr: {note}' for note in notes]  # each note on the console
+
+
+def test_a_cls_pair_on_all_null_labels_fails_at_build_time(tmp_path, monkeypatch):
+    """The Kaggle conversion trains its cls pair ('No finding', with a warning naming the
+    five unlabelled classes); the same file with every label null (as converters wrote it
+    before) stops the dataset build, naming VinDr-CXR."""
+    from fxmm.datasets import cxr_dataset
+    data_root = tmp_path / 'cxr'
+    root = str(data_root / 'vindr-cxr')
+    write_vindr_cxr_kaggle(root)
+    VinDrCXRConverter(root=root, val_fraction=0.0).run()
+    monkeypatch.setenv('FXMM_DATA_ROOT', str(data_root))
+    cfg = Config.fromfile(osp.join(CONFIGS, 'foundation_x_data.py'))
+    pair = next(p for p in cfg.train_dataloader.dataset.pairs
+                if p.task == 'cls' and p.dataset.data_root.endswith('/vindr-cxr/'))
+    logged = []
+    monkeypatch.setattr(cxr_dataset, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    built = DATASET_REGISTRY.build(dict(type='MultiTaskDataset', pairs=[pair]))
+    assert built.pair_names == ['vindr_cxr.cls'] and len(built) == 3
+    assert logged[-1].endswith("dataset 'vindr_cxr', task 'cls', 3 images: no image has a "
+                               "label of ['Lung tumor', 'Pneumonia', 'Tuberculosis', "
+                               "'Other diseases', 'COPD']: the head does not learn them")
+
+    path = osp.join(root, 'annotations', 'train.json')
+    with open(path) as f:
+        ann = json.load(f)
+    for entry in ann['data_list']:
+        entry['cls_label'] = [None] * 6
+    with open(path, 'w') as f:
+        json.dump(ann, f)
+    with pytest.raises(ValueError, match=r"dataset 'vindr_cxr', task 'cls', 3 images: no "
+                                         r'image has a cls label: every one is missing'):
+        DATASET_REGISTRY.build(dict(type='MultiTaskDataset', pairs=[pair]))

@@ -284,3 +284,65 @@ def test_bad_arguments(ann_file):
     with pytest.raises(ValueError, match='bbox_tolerance'):
         CXRDataset(ann_file, bbox_tolerance=-1)
 
+
+
+def _cls_file(tmp_path, labels, name='cls.json'):
+    """A cls-only file of dataset 'toy' with one entry per label list."""
+    ann = _annotation()
+    ann['metainfo'].update(tasks=['cls'], det_classes=[], seg_classes=[], lr_pairs=[])
+    ann['data_list'] = [dict(img_path=f'{i}.png', height=H, width=W, cls_label=label)
+                        for i, label in enumerate(labels)]
+    return _write(tmp_path, ann, name)
+
+
+@pytest.fixture
+def warnings_logged(monkeypatch):
+    from fxmm.datasets import cxr_dataset
+    logged = []
+    monkeypatch.setattr(cxr_dataset, 'print_log', lambda msg, **kwargs: logged.append(msg)
+                        if kwargs.get('level') is not None else None)
+    return logged
+
+
+@pytest.mark.parametrize('labels, policy, reason', [
+    ([[None, None], [None, None]], 'ignore',
+     'no image has a cls label: every one is missing \\(null\\)\\.'),
+    ([[-1, None], [None, -1]], 'ignore',
+     "no image has a cls label: every one is missing \\(null\\) or uncertain \\(-1, 2 of "
+     "them, which label_policy 'ignore' keeps as -1"),
+    ([[0, None], [0, 0]], 'ignore', 'no image is positive for any of its 2 classes'),
+    ([[None, None], [None, None]], dict(type='ignore', missing_as_zero=True),
+     'no image is positive for any of its 2 classes'),
+])
+def test_training_cls_without_labels_to_learn_from_stops(tmp_path, labels, policy, reason):
+    path = _cls_file(tmp_path, labels)
+    with pytest.raises(ValueError, match=f"{re.escape(path)}: dataset 'toy', task 'cls', 2 "
+                                         f'images: {reason}'):
+        CXRDataset(path, label_policy=policy)
+
+
+def test_what_a_split_without_labels_may_still_do(tmp_path, warnings_logged):
+    """Evaluation splits without positives are fine, without any label they warn; soft
+    (LSR) uncertain labels are positives to learn from; training classes nobody labels and
+    loc/seg training splits without a box/mask warn."""
+    negatives = _cls_file(tmp_path, [[0, None], [0, 0]])
+    assert len(CXRDataset(negatives, test_mode=True)) == 2 and warnings_logged == []
+    unlabelled = _cls_file(tmp_path, [[None, None]], 'unlabelled.json')
+    CXRDataset(unlabelled, test_mode=True)
+    assert warnings_logged.pop().endswith('no image has a cls label: every one is missing '
+                                          '(null): there is nothing to evaluate')
+    uncertain = _cls_file(tmp_path, [[-1, None]], 'uncertain.json')
+    CXRDataset(uncertain, label_policy='lsr')
+    assert warnings_logged.pop().endswith("no image has a label of ['Pneumothorax']: the head "
+                                          'does not learn them')
+    ann = _annotation()
+    for entry in ann['data_list']:
+        entry.update(instances=[], seg={})
+    empty = _write(tmp_path, ann, 'no_boxes.json')
+    assert len(CXRDataset(empty, task='loc')) == 3
+    assert warnings_logged.pop().endswith("dataset 'toy', task 'loc', 3 images: no image has a "
+                                          'box: the head learns nothing to find')
+    CXRDataset(empty, task='seg')
+    assert warnings_logged.pop().endswith('no image has a non-empty mask: the head learns '
+                                          'nothing to find')
+    assert warnings_logged == []
