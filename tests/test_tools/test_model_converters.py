@@ -21,6 +21,7 @@ from mmengine.config import Config
 from mmseg.structures import SegDataSample
 
 from fxmm.structures.cxr_data_sample import CXRDataSample
+from fxmm.utils.state_dict_mapping import idea_dino
 from fxmm.utils.state_dict_mapping import (ConversionError, KeyMapper, KeyRule, build_in_scope,
                                            fxmm_state_dict, load_checkpoint_file, load_fxmm_model,
                                            merge_norm_timm_to_unfold,
@@ -458,7 +459,7 @@ def randomise(model, seed):
     return model
 
 
-DINO_LAYOUT = fx_tool.DinoLayout([fx_tool.decoder_prefix(0), fx_tool.decoder_prefix(1)],
+DINO_LAYOUT = idea_dino.DinoLayout([idea_dino.decoder_prefix(0), idea_dino.decoder_prefix(1)],
                                  num_layers=2, num_levels=4)
 
 
@@ -485,7 +486,7 @@ def fx_source(seed):
         getattr(loc_head.branches['node'], name).load_state_dict(
             getattr(loc_head.branches['tbx'], name).state_dict())
     loc_classes = dict(tbx=2, node=2)
-    rules = fx_tool.dino_rules(DINO_LAYOUT, loc_classes, num_in_levels=3)
+    rules = idea_dino.dino_rules(DINO_LAYOUT, loc_classes, num_in_levels=3)
     fxmm_loc = {f'loc_head.{k}': v for k, v in loc_head.state_dict().items()}
     sd.update(KeyMapper(rules).inverse().convert(fxmm_loc).state_dict)
     for lvl in range(4):
@@ -495,7 +496,7 @@ def fx_source(seed):
 
 def test_foundation_x_layout_reads_what_the_authors_code_writes():
     sd, _ = fx_source(0)
-    layout = fx_tool.DinoLayout.read(sd)
+    layout = idea_dino.DinoLayout.read(sd)
     assert layout == DINO_LAYOUT
     # keys of the authors' DINO (IDEA names), aliases inside the decoders included
     for key in ('transformer.decoder.1.layers.0.self_attn.in_proj_weight',
@@ -505,7 +506,7 @@ def test_foundation_x_layout_reads_what_the_authors_code_writes():
                 'transformer.enc_output_norm.bias', 'input_proj.3.1.weight',
                 'transformer.encoder.layers.0.self_attn.sampling_offsets.weight'):
         assert key in sd, key
-    assert sd['label_enc.weight'].shape == (fx_tool.LABELBOOK_ROWS, 256)
+    assert sd['label_enc.weight'].shape == (idea_dino.LABELBOOK_ROWS, 256)
 
 
 @pytest.fixture(scope='module')
