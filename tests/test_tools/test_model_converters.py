@@ -529,7 +529,7 @@ def test_foundation_x_checkpoint_converts_into_teacher_student(fx_converted):
     assert set(report.unused) == {'backbone.0.segmentation_PPN.bottleneck.0.weight',
                                   'backbone.0.segmentation_heads.0.weight'}
     assert not (report.mismatched or report.unexpected)
-    assert report.dropped['input_proj.2.0.bias'] == fx_tool.INPUT_PROJ_BIAS
+    assert report.dropped['input_proj.2.0.bias'] == idea_dino.INPUT_PROJ_BIAS
     assert 'never uses' in report.dropped['bbox_embed_.0.0.layers.0.weight']
     assert 'backbone.0.Locnorm3.weight' in report.dropped
     notes = ' '.join(report.notes)
