@@ -202,7 +202,8 @@ class TeacherStudent(BaseModel):
             seg_feats = student.seg_features(feats)
             losses = student.seg_head.loss(seg_feats, data_samples, dataset)
             return losses, F.normalize(seg_feats, dim=1), None
-        return student.loc_head.loss_and_query_states(feats, data_samples, dataset)
+        return student.loc_head.loss_and_query_states(student.loc_features(feats), data_samples,
+                                                      dataset)
 
     def _teacher_pass(self, inputs: Tensor, data_samples: List[CXRDataSample], dataset: str,
                       task: str, anchors: Optional[Tensor]) -> Tensor:
@@ -221,7 +222,8 @@ class TeacherStudent(BaseModel):
             return teacher.cls_head.project(teacher.pooled_features(feats))
         if task == 'seg':
             return F.normalize(teacher.seg_features(feats), dim=1)
-        return teacher.loc_head.query_states(feats, data_samples, dataset, anchors)
+        return teacher.loc_head.query_states(teacher.loc_features(feats), data_samples, dataset,
+                                             anchors)
 
     def predict(self, inputs: Tensor, data_samples: List[CXRDataSample],
                 **kwargs) -> List[CXRDataSample]:
