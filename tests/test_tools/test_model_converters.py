@@ -582,7 +582,7 @@ def test_foundation_x_options_and_errors(fx_converted):
         fx_tool.convert({'model': student}, fx_model_cfg(), 'both', ('tbx', 'node'),
                         ('tbx', 'node'))
     with pytest.raises(ConversionError, match="not a Foundation X checkpoint"):
-        fx_tool.convert_foundation_x({'layers.0.blocks.0.norm1.weight': torch.ones(1)})
+        fx_tool.convert_foundation_x({'layers.0.blocks.0.norm1.weight': torch.ones(1)}, ())
 
 
 # ---------------------------------------------------------------- fxmm -> mmpretrain/mmdet/mmseg

@@ -1,0 +1,162 @@
+"""The authors' released checkpoints convert exactly: every key, and the same outputs.
+
+The files are random-weight stand-ins with the exact layouts of the released Foundation X and
+Ark-6 files (``make_ckpt.py``; fixtures of tests/conftest.py), at full size (Swin-B). They are
+converted by the command-line converters into ``configs/foundation_x_release.py`` /
+``configs/ark6_release.py``, and fxmm's outputs are compared with an independent reference
+forward of the authors' models on the source state dicts (tests/release_reference.py, float64)
+on a 224 px image: every classification and segmentation head of both Foundation X copies, the
+loc path's backbone maps, and the 6 Ark-6 heads, max |diff| <= 1e-4 (``TOL``). The DINO heads
+are compared by tests/test_models/test_release_dino*.py.
+
+Cost: the Foundation X pair is built once per session (~1.4 GB, tens of seconds on 2 shared
+cores); each copy runs one fxmm and one reference forward.
+"""
+import importlib.util
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+
+import release_reference as ref
+from fxmm.utils.state_dict_mapping import (build_in_scope, foundation_x_cfg,
+                                           load_checkpoint_file)
+
+ROOT = osp.join(osp.dirname(__file__), '..', '..')
+FX_RELEASE = osp.join(ROOT, 'configs', 'foundation_x_release.py')
+ARK6_RELEASE = osp.join(ROOT, 'configs', 'ark6_release.py')
+TOL = 1e-4  # max |diff| of every head (the issue's bound)
+SIZE = 224
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(ROOT, 'tools', 'model_converters', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fx_tool = load_tool('foundation_x_to_fxmm')
+ark_tool = load_tool('ark_to_fxmm')
+
+
+def image(seed=0):
+    """One normalised 224 px image (1, 3, 224, 224), as the data preprocessor gives them."""
+    return torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def max_diff(a, b):
+    return float((a.double() - b.double()).abs().max())
+
+
+def run_cli(tool, monkeypatch, *argv):
+    monkeypatch.setattr(sys, 'argv', ['converter', *argv])
+    tool.main()
+
+
+# ----------------------------------------------------------------------------- Foundation X
+@pytest.fixture(scope='module')
+def fx_release_cfg():
+    return foundation_x_cfg(Config.fromfile(FX_RELEASE))
+
+
+@pytest.fixture(scope='module')
+def fx_release_pair(released_fx, fx_release_cfg):
+    """The TeacherStudent of configs/foundation_x_release.py holding the converted pair, and the
+    keys the conversion left missing."""
+    student, teacher = released_fx
+    converted, _ = fx_tool.convert(dict(model=student, teacher_model=teacher), fx_release_cfg)
+    pair = build_in_scope(dict(type='TeacherStudent', model=fx_release_cfg), 'fxmm')
+    result = pair.load_state_dict(converted, strict=False)
+    pair.eval()
+    return pair, result.missing_keys
+
+
+def test_released_foundation_x_converts_every_key_without_a_flag(released_fx_file, tmp_path,
+                                                                  monkeypatch):
+    dst = str(tmp_path / 'fx_release.pth')
+    # the acceptance command: no --allow-* flag (main raises on any missing or unused key)
+    run_cli(fx_tool, monkeypatch, released_fx_file, dst, '--config', FX_RELEASE)
+    meta = load_checkpoint_file(dst)['meta']
+    assert meta['missing'] == dict(student=[], teacher=[])
+    assert meta['copies'] == 'both'
+
+
+def test_released_foundation_x_report_names_every_dropped_key(released_fx, fx_release_cfg):
+    student, _ = released_fx
+    _, reports = fx_tool.convert(dict(model=student), fx_release_cfg, 'student')
+    report = reports['student']
+    assert not (report.missing or report.mismatched or report.unused or report.unexpected)
+    assert all(report.dropped.values()), 'every dropped key has its reason'
+    swin = fx_tool.SWIN
+    for i in range(4):
+        assert report.dropped[f'{swin}Segnorm{i}.weight'] == fx_tool.SEGNORM
+    assert report.dropped[f'{swin}head.weight'] == fx_tool.HEAD
+    # the 3 aliases of the smooth conv fill one tensor; the untrained seg heads are built
+    assert not any('segmentation_' in key for key in report.dropped)
+
+
+def test_released_foundation_x_without_the_untrained_seg_heads(released_fx):
+    # the converter drops them, naming why
+    student, _ = released_fx
+    swin = fx_tool.SWIN
+    cfg = foundation_x_cfg(Config.fromfile(FX_RELEASE))
+    for name in fx_tool.FX_UNTRAINED_SEG_DATASETS:
+        del cfg['datasets'][name]['seg_classes']
+    _, reports = fx_tool.convert(dict(model=student), cfg, 'student')
+    dropped = {k for k, why in reports['student'].dropped.items()
+               if why == fx_tool.UNTRAINED_SEG_HEAD}
+    assert dropped == {f'{swin}segmentation_heads.{k}.{p}' for k in (0, 1, 3)
+                       for p in ('weight', 'bias')}
+
+
+@pytest.mark.parametrize('copy', [0, 1], ids=['student', 'teacher'])
+def test_released_foundation_x_cls_seg_heads_match_the_authors_forward(
+        copy, released_fx, fx_release_pair):
+    pair, missing = fx_release_pair
+    assert not [k for k in missing if '.loc_head.' not in k], 'the cls/seg path is complete'
+    source = released_fx[copy]
+    model = (pair.student, pair.teacher)[copy]
+    x = image(copy)
+    with torch.no_grad():
+        feats = model.extract_feat(x)
+        pooled, seg_feats = model.pooled_features(feats), model.seg_features(feats)
+        loc_maps = model.loc_features(feats)[1:]
+        stages = ref.swin_stages(source, x.double(), ref.FX_SWIN, shift_small_maps=True)
+    diffs = {}
+    for k, logits in enumerate(ref.fx_cls_logits(source, stages)):
+        name = fx_tool.FX_CLS_DATASETS[k]
+        diffs[f'{name}.cls'] = max_diff(model.cls_head(pooled, name), logits)
+    for k, logits in enumerate(ref.fx_seg_logits(source, stages, (SIZE, SIZE))):
+        name = fx_tool.FX_SEG_DATASETS[k]
+        diffs[f'{name}.seg'] = max_diff(model.seg_head(seg_feats, name, (SIZE, SIZE)), logits)
+        assert logits.std() > 0
+    for i, (ours, theirs) in enumerate(zip(loc_maps, ref.fx_loc_maps(source, stages))):
+        diffs[f'loc stage {i + 2}'] = max_diff(ours, theirs)
+    print(f'\n{("student", "teacher")[copy]} max |diff|: {diffs}')
+    assert len(diffs) == 11 + 6 + 3
+    assert max(diffs.values()) <= TOL, diffs
+
+
+# ------------------------------------------------------------------------------------ Ark-6
+def test_released_ark6_converts_every_key_and_matches_the_authors_forward(
+        released_ark6, tmp_path, monkeypatch):
+    src, dst = str(tmp_path / 'ark6.pth.tar'), str(tmp_path / 'ark6_fxmm.pth')
+    torch.save(released_ark6, src)
+    run_cli(ark_tool, monkeypatch, src, dst, '--config', ARK6_RELEASE)  # no --allow-* flag
+    checkpoint = load_checkpoint_file(dst)
+    assert checkpoint['meta']['missing'] == {'<top level>': []}
+    model = build_in_scope(foundation_x_cfg(Config.fromfile(ARK6_RELEASE)), 'fxmm')
+    model.load_state_dict(checkpoint['state_dict'], strict=True)
+    model.eval()
+    x = image(2)
+    with torch.no_grad():
+        outs = model(x, mode='tensor')
+        logits = ref.ark_logits(released_ark6, x.double())
+    diffs = {f'{name}.cls': max_diff(outs[f'{name}.cls'], theirs)
+             for name, theirs in zip(ark_tool.ARK6_DATASETS, logits)}
+    print(f'\nArk-6 max |diff|: {diffs}')
+    assert len(diffs) == 6 and max(diffs.values()) <= TOL, diffs
