@@ -12,7 +12,6 @@ are compared by tests/test_models/test_release_dino*.py.
 Cost: the Foundation X pair is built once per session (~1.4 GB, tens of seconds on 2 shared
 cores); each copy runs one fxmm and one reference forward.
 """
-import importlib.util
 import os.path as osp
 import sys
 
@@ -21,6 +20,7 @@ import torch
 from mmengine.config import Config
 
 import release_reference as ref
+from model_converter_tools import load_converter
 from fxmm.utils.state_dict_mapping import (build_in_scope, foundation_x_cfg,
                                            load_checkpoint_file)
 
@@ -31,16 +31,8 @@ TOL = 1e-4  # max |diff| of every head (the issue's bound)
 SIZE = 224
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'tools', 'model_converters', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fx_tool = load_tool('foundation_x_to_fxmm')
-ark_tool = load_tool('ark_to_fxmm')
+fx_tool = load_converter('foundation_x_to_fxmm')
+ark_tool = load_converter('ark_to_fxmm')
 
 
 def image(seed=0):

@@ -8,8 +8,6 @@ reproduce. Exports are loaded strictly into mmpretrain / mmdet / mmseg models bu
 written configs and must give fxmm's outputs.
 """
 import argparse
-import importlib.util
-import os.path as osp
 import sys
 from collections import OrderedDict
 
@@ -20,6 +18,9 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmseg.structures import SegDataSample
 
+import release_reference as authors
+from model_converter_tools import load_converter
+
 from fxmm.structures.cxr_data_sample import CXRDataSample
 from fxmm.utils.state_dict_mapping import idea_dino
 from fxmm.utils.state_dict_mapping import (ConversionError, KeyMapper, KeyRule, build_in_scope,
@@ -29,22 +30,12 @@ from fxmm.utils.state_dict_mapping import (ConversionError, KeyMapper, KeyRule, 
                                            save_converted, select_state_dict,
                                            teacher_student_state_dict, timm_swin_to_mmpretrain)
 
-TOOLS = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'model_converters')
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(TOOLS, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-timm_tool = load_tool('timm_swin_to_mmpretrain')
-ark_tool = load_tool('ark_to_fxmm')
-fx_tool = load_tool('foundation_x_to_fxmm')
-pretrain_tool = load_tool('fxmm_to_mmpretrain')
-mmdet_tool = load_tool('fxmm_to_mmdet')
-mmseg_tool = load_tool('fxmm_to_mmseg')
+timm_tool = load_converter('timm_swin_to_mmpretrain')
+ark_tool = load_converter('ark_to_fxmm')
+fx_tool = load_converter('foundation_x_to_fxmm')
+pretrain_tool = load_converter('fxmm_to_mmpretrain')
+mmdet_tool = load_converter('fxmm_to_mmdet')
+mmseg_tool = load_converter('fxmm_to_mmseg')
 
 EMBED, DEPTHS, HEADS, WINDOW = 16, (2, 2, 2, 2), (1, 2, 2, 4), 4
 CHANNELS = [EMBED * 2**i for i in range(4)]  # 16, 32, 64, 128
@@ -55,14 +46,6 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # ---------------------------------------------------------------- timm Swin, source layout
-def timm_relative_index(w):
-    """timm's relative_position_index of a w x w window."""
-    coords = torch.stack(torch.meshgrid(torch.arange(w), torch.arange(w), indexing='ij'))
-    coords = coords.flatten(1)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (w - 1)
-    return rel[..., 0] * (2 * w - 1) + rel[..., 1]
-
-
 def timm_swin_state_dict(gen, prefix=''):
     """Random tensors under timm <= 0.6 Swin keys (incl. timm's relative_position_index)."""
 
@@ -80,7 +63,7 @@ def timm_swin_state_dict(gen, prefix=''):
             for norm in ('norm1', 'norm2'):
                 sd[f'{p}{norm}.weight'], sd[f'{p}{norm}.bias'] = 1 + r(dim), r(dim)
             sd[p + 'attn.relative_position_bias_table'] = r((2 * WINDOW - 1)**2, heads, scale=1.)
-            sd[p + 'attn.relative_position_index'] = timm_relative_index(WINDOW)
+            sd[p + 'attn.relative_position_index'] = authors.relative_position_index(WINDOW)
             sd[p + 'attn.qkv.weight'], sd[p + 'attn.qkv.bias'] = r(3 * dim, dim), r(3 * dim)
             sd[p + 'attn.proj.weight'], sd[p + 'attn.proj.bias'] = r(dim, dim), r(dim)
             sd[p + 'mlp.fc1.weight'], sd[p + 'mlp.fc1.bias'] = r(4 * dim, dim), r(4 * dim)
@@ -94,76 +77,12 @@ def timm_swin_state_dict(gen, prefix=''):
     return sd
 
 
-def _ln(x, sd, name):
-    return F.layer_norm(x, x.shape[-1:], sd[name + '.weight'], sd[name + '.bias'])
-
-
-def _windows(x, w):
-    """(B, H, W, C) -> (B * num_windows, w * w, C)."""
-    B, H, W, C = x.shape
-    return x.view(B, H // w, w, W // w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, C)
-
-
-def _shift_mask(H, W, w, s):
-    img = torch.zeros(1, H, W, 1)
-    regions = (slice(0, -w), slice(-w, -s), slice(-s, None))
-    for n, (hs, ws) in enumerate((hs, ws) for hs in regions for ws in regions):
-        img[:, hs, ws] = n
-    mw = _windows(img, w).squeeze(-1)
-    mask = mw[:, None, :] - mw[:, :, None]
-    return mask.masked_fill(mask != 0, -100.)
-
-
-def _timm_block(sd, p, x, H, W, heads, w, shift):
-    B, L, C = x.shape
-    y = _ln(x, sd, p + 'norm1').view(B, H, W, C)
-    if shift:
-        y = torch.roll(y, (-shift, -shift), (1, 2))
-    y = _windows(y, w)
-    n, N, _ = y.shape
-    qkv = F.linear(y, sd[p + 'attn.qkv.weight'], sd[p + 'attn.qkv.bias'])
-    q, k, v = qkv.reshape(n, N, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
-    attn = (q * (C // heads)**-0.5) @ k.transpose(-2, -1)
-    bias = sd[p + 'attn.relative_position_bias_table'][timm_relative_index(w).view(-1)]
-    attn = attn + bias.view(N, N, -1).permute(2, 0, 1)[None]
-    if shift:
-        mask = _shift_mask(H, W, w, shift)
-        attn = (attn.view(B, -1, heads, N, N) + mask[None, :, None]).view(-1, heads, N, N)
-    y = (attn.softmax(-1) @ v).transpose(1, 2).reshape(n, N, C)
-    y = F.linear(y, sd[p + 'attn.proj.weight'], sd[p + 'attn.proj.bias'])
-    y = y.view(B, H // w, W // w, w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
-    if shift:
-        y = torch.roll(y, (shift, shift), (1, 2))
-    x = x + y.reshape(B, L, C)
-    h = F.gelu(F.linear(_ln(x, sd, p + 'norm2'), sd[p + 'mlp.fc1.weight'], sd[p + 'mlp.fc1.bias']))
-    return x + F.linear(h, sd[p + 'mlp.fc2.weight'], sd[p + 'mlp.fc2.bias'])
-
-
 def timm_swin_last_stage(sd, x, shift_small_maps, prefix=''):
-    """The un-normalised last-stage tokens (B, H*W, C) of a timm-layout Swin state dict.
-
-    ``shift_small_maps=False`` is timm's classification Swin (no shift, window shrunk where a
-    map is no larger than the window); True the detection Swin the Foundation X authors use.
-    """
-    w = sd[prefix + 'patch_embed.proj.weight']
-    x = F.conv2d(x, w, sd[prefix + 'patch_embed.proj.bias'], stride=w.shape[-1])
-    B, _, H, W = x.shape
-    x = _ln(x.flatten(2).transpose(1, 2), sd, prefix + 'patch_embed.norm')
-    for i, (depth, heads) in enumerate(zip(DEPTHS, HEADS)):
-        win, can_shift = WINDOW, True
-        if not shift_small_maps and min(H, W) <= WINDOW:
-            win, can_shift = min(H, W), False
-        for j in range(depth):
-            shift = WINDOW // 2 if j % 2 and can_shift else 0
-            x = _timm_block(sd, f'{prefix}layers.{i}.blocks.{j}.', x, H, W, heads, win, shift)
-        p = f'{prefix}layers.{i}.downsample.'
-        if p + 'reduction.weight' in sd:  # x0, x1, x2, x3 = offsets (0,0), (1,0), (0,1), (1,1)
-            g = x.view(B, H, W, -1)
-            x = torch.cat([g[:, 0::2, 0::2], g[:, 1::2, 0::2], g[:, 0::2, 1::2], g[:, 1::2, 1::2]],
-                          -1).view(B, -1, 4 * g.shape[-1])
-            x = F.linear(_ln(x, sd, p + 'norm'), sd[p + 'reduction.weight'])
-            H, W = H // 2, W // 2
-    return x
+    """The un-normalised last-stage tokens (B, H*W, C) of a timm-layout Swin state dict
+    (the reference forward of tests/release_reference.py: ``shift_small_maps=False`` is timm's
+    classification Swin, True the detection Swin the Foundation X authors use)."""
+    last = authors.swin_stages(sd, x, prefix, shift_small_maps)[-1]
+    return last.flatten(2).transpose(1, 2)
 
 
 def mmpretrain_swin(pad_small_map, out_indices=(3, )):
@@ -268,7 +187,8 @@ def test_timm_swin_converts_exactly(timm_source, pad_small_map):
         out = model(x)[0]
         for shift_small_maps in (False, True):
             tokens = timm_swin_last_stage(timm_source, x, shift_small_maps)
-            ref = _ln(tokens, timm_source, 'norm').view(2, 4, 4, -1).permute(0, 3, 1, 2)
+            ref = authors.layer_norm(tokens, timm_source, 'norm')
+            ref = ref.view(2, 4, 4, -1).permute(0, 3, 1, 2)
             if shift_small_maps == pad_small_map:  # pad_small_map=False is timm's behaviour
                 torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
             else:  # the other window semantics at the 4x4 = window stage really differ
@@ -358,8 +278,8 @@ def test_ark_checkpoint_converts_exactly_into_foundation_x(timm_source):
     x = images(1)
     with torch.no_grad():
         outs = model(x, mode='tensor')
-        pooled = _ln(timm_swin_last_stage(source, x, shift_small_maps=False), source,
-                     'norm').mean(1)
+        pooled = authors.layer_norm(timm_swin_last_stage(source, x, shift_small_maps=False),
+                                    source, 'norm').mean(1)
         projected = F.linear(pooled, source['projector.weight'], source['projector.bias'])
     for i, name in enumerate(('mimic', 'shenzhen')):
         ref = F.linear(projected, source[f'omni_heads.{i}.weight'], source[f'omni_heads.{i}.bias'])
@@ -564,7 +484,7 @@ def test_foundation_x_cls_path_is_exact(fx_converted):
     with torch.no_grad():
         outs = model(x, mode='tensor')
         tokens = timm_swin_last_stage(student, x, shift_small_maps=True, prefix='backbone.0.')
-        pooled = _ln(tokens, student, 'backbone.0.norm').mean(1)
+        pooled = authors.layer_norm(tokens, student, 'backbone.0.norm').mean(1)
     for k, name in enumerate(('tbx', 'node')):
         head = f'backbone.0.classification_heads.{k}'
         ref = F.linear(pooled, student[head + '.weight'], student[head + '.bias'])
