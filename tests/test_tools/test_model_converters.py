@@ -604,8 +604,14 @@ def test_exports_refuse_what_they_cannot_represent(fxmm_checkpoint):
     cfg = fx_model_cfg()
     cfg['seg_head'] = dict(type='MultiDatasetSegHead', in_channels=16, mid_channels=8)
     model = build_in_scope(cfg, 'fxmm')
-    with pytest.raises(ConversionError, match='3x3 conv before its 1x1 classifier'):
+    with pytest.raises(ConversionError, match='not one 1x1 conv'):
         mmseg_tool.export_upernet(model, cfg, 'jsrt')
+    kernel3 = dict(cfg, seg_head=dict(type='MultiDatasetSegHead', in_channels=16, kernel_size=3))
+    with pytest.raises(ConversionError, match='not one 1x1 conv'):
+        mmseg_tool.export_upernet(build_in_scope(kernel3, 'fxmm'), kernel3, 'jsrt')
+    authors = dict(kernel3, seg_neck=dict(type='PSPFPNNeck', in_channels=CHANNELS, channels=16))
+    with pytest.raises(ConversionError, match='a PSPFPNNeck, not a SharedUperNet'):
+        mmseg_tool.export_upernet(build_in_scope(authors, 'fxmm'), authors, 'jsrt')
     with pytest.raises(KeyError, match="no branch for dataset 'jsrt'"):
         mmdet_tool.export_dino(model, cfg, 'jsrt')
     # a checkpoint that does not fit the config is named, key by key
