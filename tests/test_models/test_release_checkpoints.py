@@ -9,18 +9,27 @@ on a 224 px image: every classification and segmentation head of both Foundation
 loc path's backbone maps, and the 6 Ark-6 heads, max |diff| <= 1e-4 (``TOL``). The DINO heads
 are compared by tests/test_models/test_release_dino*.py.
 
-Cost: the Foundation X pair is built once per session (~1.4 GB, tens of seconds on 2 shared
-cores); each copy runs one fxmm and one reference forward.
+Then ``tools/infer.py`` (every head, one image) and ``tools/test.py`` (both copies, one pair per
+task on phantom images) run on the converted release.
+
+Cost (2 shared cores): the Foundation X pair is built once per session (~1.4 GB, ~15 s); the
+conversions, one fxmm and one reference forward per copy and the Ark-6 test take about a
+minute, the two command-line runs about two more (full-size models on the CPU).
 """
+import json
 import os.path as osp
+import shutil
 import sys
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 
 import release_reference as ref
 from model_converter_tools import load_converter
+from fxmm.testing.cli import run_python
 from fxmm.utils.state_dict_mapping import (build_in_scope, foundation_x_cfg,
                                            load_checkpoint_file)
 
@@ -67,14 +76,23 @@ def fx_release_pair(released_fx, fx_release_cfg):
     return pair, result.missing_keys
 
 
-def test_released_foundation_x_converts_every_key_without_a_flag(released_fx_file, tmp_path,
-                                                                  monkeypatch):
-    dst = str(tmp_path / 'fx_release.pth')
-    # the acceptance command: no --allow-* flag (main raises on any missing or unused key)
-    run_cli(fx_tool, monkeypatch, released_fx_file, dst, '--config', FX_RELEASE)
-    meta = load_checkpoint_file(dst)['meta']
-    assert meta['missing'] == dict(student=[], teacher=[])
-    assert meta['copies'] == 'both'
+@pytest.fixture(scope='module')
+def fx_release_file(released_fx_file, tmp_path_factory):
+    """The released file converted by the acceptance command: no --allow-* flag (the
+    converter raises on any missing, mismatched or unused key)."""
+    dst = str(tmp_path_factory.mktemp('fx_release') / 'fx_release.pth')
+    with pytest.MonkeyPatch.context() as patch:
+        run_cli(fx_tool, patch, released_fx_file, dst, '--config', FX_RELEASE)
+    return dst
+
+
+def test_released_foundation_x_converts_every_key_without_a_flag(fx_release_file):
+    checkpoint = load_checkpoint_file(fx_release_file)
+    assert checkpoint['meta']['missing'] == dict(student=[], teacher=[])
+    assert checkpoint['meta']['copies'] == 'both'
+    pair = build_in_scope(dict(type='TeacherStudent', model=foundation_x_cfg(
+        Config.fromfile(FX_RELEASE))), 'fxmm')
+    pair.load_state_dict(checkpoint['state_dict'], strict=True)
 
 
 def test_released_foundation_x_report_names_every_dropped_key(released_fx, fx_release_cfg):
@@ -152,3 +170,70 @@ def test_released_ark6_converts_every_key_and_matches_the_authors_forward(
              for name, theirs in zip(ark_tool.ARK6_DATASETS, logits)}
     print(f'\nArk-6 max |diff|: {diffs}')
     assert len(diffs) == 6 and max(diffs.values()) <= TOL, diffs
+
+
+# ------------------------------------------------------------- tools/infer.py, tools/test.py
+def test_infer_runs_every_head_of_the_converted_release(fx_release_file, tmp_path):
+    image_path = str(tmp_path / 'cxr.png')
+    cv2.imwrite(image_path, np.random.default_rng(0).integers(0, 256, (300, 260), np.uint8))
+    out = str(tmp_path / 'infer')
+    run_python([osp.join(ROOT, 'tools', 'infer.py'), image_path, '--config', FX_RELEASE,
+                '--weights', fx_release_file, '--out-dir', out, '--device', 'cpu',
+                '--score-thr', '0'], ROOT)
+    with open(osp.join(out, 'predictions.json')) as f:
+        result, = json.load(f)['predictions']
+    tasks = {name: sorted(preds) for name, preds in result['datasets'].items()}
+    assert {name for name, t in tasks.items() if 'cls' in t} == set(fx_tool.FX_CLS_DATASETS)
+    assert {name for name, t in tasks.items() if 'loc' in t} == set(fx_tool.FX_LOC_DATASETS)
+    assert {name for name, t in tasks.items() if 'seg' in t} == set(fx_tool.FX_SEG_DATASETS)
+    assert len(result['datasets']['tbx11k']['cls']) == 1  # the release's TB head
+    assert all(result['datasets'][name]['loc'] for name in fx_tool.FX_LOC_DATASETS)
+
+
+# one pair per task, on phantom pneumothorax images annotated as these release datasets
+RELEASE_TEST_PAIRS = (('siim_data', 'cls'), ('node21_data', 'loc'), ('candid_ptx_data', 'seg'))
+
+
+def release_test_config(folder):
+    """A config of the release testing RELEASE_TEST_PAIRS on phantoms written under ``folder``
+    in those datasets' folders, annotation files and class lists."""
+    from data_converters.synthetic import generate_phantom_datasets
+    phantoms = folder / 'phantoms'
+    generate_phantom_datasets(str(phantoms), num_train=1, num_val=1, num_test=1, size=96,
+                              datasets=['phantom_ptx'])
+    cfg = Config.fromfile(FX_RELEASE)
+    with open(phantoms / 'phantom_ptx' / 'annotations' / 'test.json') as f:
+        phantom = json.load(f)
+    pairs = []
+    for var, task in RELEASE_TEST_PAIRS:
+        data = cfg[var]
+        root = folder / 'cxr' / data['folder']
+        shutil.copytree(phantoms / 'phantom_ptx' / 'images', root / 'images')
+        meta = dict(phantom['metainfo'], dataset=data['name'], tasks=data['tasks'],
+                    **{key: data[key] for key in ('cls_classes', 'det_classes', 'seg_classes')})
+        entries = [dict(entry, seg={data['seg_classes'][0]: rle for rle in entry['seg'].values()}
+                        if data['seg_classes'] else {}) for entry in phantom['data_list']]
+        ann_file = root / data['ann_file']['test']
+        ann_file.parent.mkdir(parents=True)
+        ann_file.write_text(json.dumps(dict(metainfo=meta, data_list=entries)))
+        pair, = [p for p in cfg.test_dataloader.dataset.pairs
+                 if p.task == task and p.dataset.data_root.endswith(data['folder'])]
+        pairs.append(dict(pair, dataset=dict(pair.dataset, data_root=str(root) + '/')))
+    cfg.test_dataloader.dataset.pairs = pairs
+    cfg.test_dataloader.update(batch_size=1, num_workers=0, persistent_workers=False)
+    cfg.test_dataloader.sampler.batch_size = 1
+    path = str(folder / 'release_test.py')
+    cfg.dump(path)
+    return path
+
+
+def test_test_evaluates_both_copies_of_the_converted_release(fx_release_file, tmp_path):
+    config = release_test_config(tmp_path)
+    run_python([osp.join(ROOT, 'tools', 'test.py'), config, fx_release_file, '--work-dir',
+                str(tmp_path / 'test')], ROOT)
+    results = json.loads((tmp_path / 'test' / 'test_results' / 'results.json').read_text())
+    flat = json.dumps(results)
+    for metric in ('siim.cls/AUC', 'node21.loc/mAP40', 'candid_ptx.seg/Dice'):
+        assert metric in flat, metric
+    table = (tmp_path / 'test' / 'test_results' / 'results.md').read_text()
+    assert '### student' in table and '### teacher' in table
