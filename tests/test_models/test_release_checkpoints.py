@@ -26,16 +26,18 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.runner import load_checkpoint
 
 import release_reference as ref
 from model_converter_tools import load_converter
 from fxmm.testing.cli import run_python
 from fxmm.utils.state_dict_mapping import (build_in_scope, foundation_x_cfg,
-                                           load_checkpoint_file)
+                                           load_checkpoint_file, save_converted)
 
 ROOT = osp.join(osp.dirname(__file__), '..', '..')
 FX_RELEASE = osp.join(ROOT, 'configs', 'foundation_x_release.py')
 ARK6_RELEASE = osp.join(ROOT, 'configs', 'ark6_release.py')
+FINETUNE_RELEASE = osp.join(ROOT, 'configs', 'finetune', 'fx-ft_release_jsrt-seg_lock-release.py')
 TOL = 1e-4  # max |diff| of every head (the bound)
 SIZE = 224
 
@@ -149,6 +151,23 @@ def test_released_foundation_x_cls_seg_heads_match_the_authors_forward(
     print(f'\n{("student", "teacher")[copy]} max |diff|: {diffs}')
     assert len(diffs) == 11 + 6 + 3
     assert max(diffs.values()) <= TOL, diffs
+
+
+def test_a_finetune_config_starts_from_the_converted_release_with_load_from(
+        released_fx, fx_release_cfg, tmp_path):
+    cfg = Config.fromfile(FINETUNE_RELEASE)
+    _, teacher = released_fx
+    converted, _ = fx_tool.convert(dict(teacher_model=teacher), fx_release_cfg, 'teacher')
+    save_converted(converted, str(tmp_path / 'teacher.pth'), meta=dict())
+    model = build_in_scope(cfg.model, 'fxmm')
+    # what the runner does with load_from
+    load_checkpoint(model, str(tmp_path / 'teacher.pth'), map_location='cpu', strict=False)
+    loaded = model.state_dict()
+    fresh = {k for k in loaded if k not in converted}
+    assert fresh and all(k.startswith('seg_head.heads.jsrt.') for k in fresh)
+    assert all(torch.equal(v, converted[k]) for k, v in loaded.items() if k not in fresh)
+    assert any(k.startswith('backbone.task_norms.') for k in loaded)
+    assert any(k.startswith('seg_neck.psp.') for k in loaded)
 
 
 # ------------------------------------------------------------------------------------ Ark-6
