@@ -399,7 +399,6 @@ def fx_source(seed):
         sd[f'backbone.0.classification_heads.{k}.bias'] = torch.randn(1, generator=gen)
     sd['backbone.0.segmentation_PPN.bottleneck.0.weight'] = torch.randn(128, 256, 3, 3)
     sd['backbone.0.segmentation_heads.0.weight'] = torch.randn(1, 16, 3, 3)
-    sd['bbox_embed_.0.0.layers.0.weight'] = torch.randn(256, 256)  # never used by the authors
     loc_head = randomise(build_in_scope(fx_model_cfg(), 'fxmm'), seed).loc_head
     tie = ('query_embedding', 'memory_trans_fc', 'memory_trans_norm', 'dn_query_generator')
     for name in tie:  # one module in the authors' model, a copy per fxmm branch
@@ -426,7 +425,6 @@ def test_foundation_x_layout_reads_what_the_authors_code_writes():
                 'transformer.enc_output_norm.bias', 'input_proj.3.1.weight',
                 'transformer.encoder.layers.0.self_attn.sampling_offsets.weight'):
         assert key in sd, key
-    assert sd['label_enc.weight'].shape == (idea_dino.LABELBOOK_ROWS, 256)
 
 
 @pytest.fixture(scope='module')
@@ -450,7 +448,6 @@ def test_foundation_x_checkpoint_converts_into_teacher_student(fx_converted):
                                   'backbone.0.segmentation_heads.0.weight'}
     assert not (report.mismatched or report.unexpected)
     assert report.dropped['input_proj.2.0.bias'] == idea_dino.INPUT_PROJ_BIAS
-    assert 'never uses' in report.dropped['bbox_embed_.0.0.layers.0.weight']
     assert 'backbone.0.Locnorm3.weight' in report.dropped
     notes = ' '.join(report.notes)
     assert 'input_proj conv biases' in notes and 'segmentation decoder' in notes
