@@ -72,7 +72,8 @@ class FoundationX(BaseModel):
             ``predict(feats, data_samples, dataset, rescale)`` and
             ``predict_datasets(feats, data_samples, datasets, rescale)`` (one encoder run
             for several datasets' decoders).
-        seg_neck (dict, optional): ``SharedUperNet`` config; needed with ``seg_head``.
+        seg_neck (dict, optional): The shared seg decoder, ``SharedUperNet`` or
+            ``PSPFPNNeck`` config; needed with ``seg_head``.
         seg_head (dict, optional): ``MultiDatasetSegHead`` config (no ``dataset_classes``).
         data_preprocessor (dict, optional): Defaults to ``dict(type='CXRDataPreprocessor')``.
         init_cfg (dict, optional): Initialisation config.
@@ -300,7 +301,7 @@ class FoundationX(BaseModel):
     def _predict_task(self, feats: Tuple[Tensor, ...], data_samples: List[CXRDataSample],
                       task: str, datasets: List[str]) -> Dict[str, list]:
         """Per-image results of ``task`` for each of ``datasets``; the task's shared
-        features (pooling, UperNet) are computed once.
+        features (pooling, the seg decoder) are computed once.
 
         Returns:
             dict[str, list]: Dataset -> B results: Tensor (C,) scores (cls), InstanceData

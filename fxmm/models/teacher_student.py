@@ -43,8 +43,8 @@ class TeacherStudent(BaseModel):
     - ``cls``: the cls head's projector output on the pooled last stage, shape (B, P) -
       Ark's 1376-d projector; without a projector (Foundation X) the pooled feature itself,
       (B, 1024) at Swin-B.
-    - ``seg``: the shared UperNet map L2-normalised over channels, (B, C, H/4, W/4). With
-      BatchNorm in the UperNet, equal weights still give a non-zero loss in training: the
+    - ``seg``: the shared seg decoder's map L2-normalised over channels, (B, C, H/4, W/4).
+      With BatchNorm in the decoder, equal weights still give a non-zero loss in training: the
       student normalises with batch statistics, the eval-mode teacher with running ones.
     - ``loc``: the decoder hidden states of the matching queries, all decoder layers,
       (num_layers, B, num_queries, 256). DINO selects its queries' anchor boxes from the
