@@ -56,7 +56,8 @@ FX_CLS_DATASETS = ('tbx11k', 'node21', 'candid_ptx', 'rsna_pneumonia', 'chestx_d
 FX_LOC_DATASETS = ('tbx11k', 'node21', 'candid_ptx', 'rsna_pneumonia', 'chestx_det', 'siim')
 # segmentation_heads.0..5: the same order; their pretraining trained 2, 4 and 5 only
 FX_SEG_DATASETS = FX_LOC_DATASETS
-FX_UNTRAINED_SEG_DATASETS = ('tbx11k', 'node21', 'rsna_pneumonia')
+FX_UNTRAINED_SEG_HEADS = (0, 1, 3)
+FX_UNTRAINED_SEG_DATASETS = tuple(FX_SEG_DATASETS[k] for k in FX_UNTRAINED_SEG_HEADS)
 # the checkpoint entry of each copy
 SOURCE_ENTRIES = dict(student='model', teacher='teacher_model')
 SWIN = 'backbone.0.'
@@ -116,7 +117,7 @@ def seg_decoder_rules(seg_datasets: Sequence[str], target_heads: Sequence[str]) 
         source = f'{SWIN}segmentation_heads.{k}.{{p}}'
         if name in target_heads:
             rules.append(KeyRule(source, f'seg_head.heads.{name}.0.{{p}}'))
-        elif name in FX_UNTRAINED_SEG_DATASETS:
+        elif k in FX_UNTRAINED_SEG_HEADS:
             rules.append(KeyRule(source, None, why=UNTRAINED_SEG_HEAD))
     return rules
 
