@@ -13,7 +13,17 @@ fx_release_backbone = dict(
     pad_small_map=True,
     task_norms=dict(cls=(3, ), loc=(1, 2, 3), seg=()))
 # ---- the release DINO options of SharedDINO (owned by the localisation work of #17)
-fx_release_loc_head = dict()
+# their DINO (dino_F6.py, deformable_transformer_F6.py; DINO-4scale otherwise): conv biases in
+# the input projection; per decoder a Linear on the encoder memory ahead of the proposals and
+# the decoder, one box-refinement MLP apart from the output heads, 14 class rows indexed by
+# COCO category id (ids from 1, in the order of det_classes) and a 16-row de-noising label
+# table; the head clamps references as their inverse_sigmoid (1e-3)
+fx_release_loc_head = dict(
+    neck=dict(type='mmdet.ChannelMapper', kernel_size=1, act_cfg=None,
+              norm_cfg=dict(type='GN', num_groups=32), bias=True),
+    branch_cfg=dict(memory_proj=True, separate_box_refine=True, num_class_rows=14,
+                    first_class_row=1, num_label_rows=16, ref_eps=1e-3),
+    dn_cfg=dict(box_noise_scale=1.0))  # their run's --options dn_box_noise_scale=1.0
 # ---- end of the loc_head options
 # their seg decoder: PSP bins 1-2-4-6 with a full-width bottleneck, a non-cascaded FPN without
 # norms, one shared 3x3 smooth conv (128 channels, as the UperNet it replaces); 3x3 heads
