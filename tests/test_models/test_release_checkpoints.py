@@ -9,12 +9,13 @@ on a 224 px image: every classification and segmentation head of both Foundation
 loc path's backbone maps, and the 6 Ark-6 heads, max |diff| <= 1e-4 (``TOL``). The DINO heads
 are compared by tests/test_models/test_release_dino*.py.
 
-Then ``tools/infer.py`` (every head, one image) and ``tools/test.py`` (both copies, one pair per
-task on phantom images) run on the converted release.
+``tools/infer.py`` (every head, one image) and ``tools/test.py`` (both copies, one pair per
+task on phantom images) run on a converted release at toy size: the release config's modules
+and options with small widths, its checkpoint written in the authors' layout by the
+converter's rules run backwards, converted by the same command.
 
 Cost (2 shared cores): the Foundation X pair is built once per session (~1.4 GB, ~15 s); the
-conversions, one fxmm and one reference forward per copy and the Ark-6 test take about a
-minute, the two command-line runs about two more (full-size models on the CPU).
+full-size conversions, forwards and the Ark-6 test take about two minutes.
 """
 import json
 import os.path as osp
@@ -31,8 +32,10 @@ from mmengine.runner import load_checkpoint
 import release_reference as ref
 from model_converter_tools import load_converter
 from fxmm.testing.cli import run_python
-from fxmm.utils.state_dict_mapping import (build_in_scope, foundation_x_cfg,
-                                           load_checkpoint_file, save_converted)
+from fxmm.utils.state_dict_mapping import (KeyMapper, build_in_scope, foundation_x_cfg,
+                                           load_checkpoint_file, save_converted, swin_rules)
+from fxmm.utils.state_dict_mapping.idea_dino import (DinoLayout, DinoTarget, decoder_prefix,
+                                                     dino_rules)
 
 ROOT = osp.join(osp.dirname(__file__), '..', '..')
 FX_RELEASE = osp.join(ROOT, 'configs', 'foundation_x_release.py')
@@ -67,18 +70,6 @@ def fx_release_cfg():
 
 
 @pytest.fixture(scope='module')
-def fx_release_pair(released_fx, fx_release_cfg):
-    """The TeacherStudent of configs/foundation_x_release.py holding the converted pair, and the
-    keys the conversion left missing."""
-    student, teacher = released_fx
-    converted, _ = fx_tool.convert(dict(model=student, teacher_model=teacher), fx_release_cfg)
-    pair = build_in_scope(dict(type='TeacherStudent', model=fx_release_cfg), 'fxmm')
-    result = pair.load_state_dict(converted, strict=False)
-    pair.eval()
-    return pair, result.missing_keys
-
-
-@pytest.fixture(scope='module')
 def fx_release_file(released_fx_file, tmp_path_factory):
     """The released file converted by the acceptance command: no --allow-* flag (the
     converter raises on any missing, mismatched or unused key)."""
@@ -88,13 +79,21 @@ def fx_release_file(released_fx_file, tmp_path_factory):
     return dst
 
 
-def test_released_foundation_x_converts_every_key_without_a_flag(fx_release_file):
+@pytest.fixture(scope='module')
+def fx_release_pair(fx_release_file, fx_release_cfg):
+    """The TeacherStudent of configs/foundation_x_release.py with the converted file loaded
+    strictly (every key), and the file's meta."""
     checkpoint = load_checkpoint_file(fx_release_file)
-    assert checkpoint['meta']['missing'] == dict(student=[], teacher=[])
-    assert checkpoint['meta']['copies'] == 'both'
-    pair = build_in_scope(dict(type='TeacherStudent', model=foundation_x_cfg(
-        Config.fromfile(FX_RELEASE))), 'fxmm')
+    pair = build_in_scope(dict(type='TeacherStudent', model=fx_release_cfg), 'fxmm')
     pair.load_state_dict(checkpoint['state_dict'], strict=True)
+    pair.eval()
+    return pair, checkpoint['meta']
+
+
+def test_released_foundation_x_converts_every_key_without_a_flag(fx_release_pair):
+    _, meta = fx_release_pair
+    assert meta['missing'] == dict(student=[], teacher=[])
+    assert meta['copies'] == 'both'
 
 
 def test_released_foundation_x_report_names_every_dropped_key(released_fx, fx_release_cfg):
@@ -128,8 +127,7 @@ def test_released_foundation_x_without_the_untrained_seg_heads(released_fx):
 @pytest.mark.parametrize('copy', [0, 1], ids=['student', 'teacher'])
 def test_released_foundation_x_cls_seg_heads_match_the_authors_forward(
         copy, released_fx, fx_release_pair):
-    pair, missing = fx_release_pair
-    assert not [k for k in missing if '.loc_head.' not in k], 'the cls/seg path is complete'
+    pair, _ = fx_release_pair
     source = released_fx[copy]
     model = (pair.student, pair.teacher)[copy]
     x = image(copy)
@@ -192,12 +190,80 @@ def test_released_ark6_converts_every_key_and_matches_the_authors_forward(
 
 
 # ------------------------------------------------------------- tools/infer.py, tools/test.py
-def test_infer_runs_every_head_of_the_converted_release(fx_release_file, tmp_path):
-    image_path = str(tmp_path / 'cxr.png')
+def tiny_release_cfg():
+    """configs/foundation_x_release.py at toy size: the same datasets, modules and options
+    (per-task norms, PSPFPNNeck, 3x3 heads, the release DINO options), small widths."""
+    cfg = Config.fromfile(FX_RELEASE)
+    model = cfg.model.model
+    model.backbone.update(arch=dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4]))
+    channels = [16, 32, 64, 128]
+    model.cls_head.in_channels = channels[-1]
+    model.seg_neck.update(in_channels=channels, channels=channels[0])
+    model.seg_head.in_channels = channels[0]
+    model.loc_head.update(in_channels=channels[1:], num_queries=30,
+                          test_cfg=dict(max_per_img=10))
+    model.loc_head.encoder.update(num_layers=1)
+    model.loc_head.decoder.update(num_layers=2)
+    model.loc_head.dn_cfg.group_cfg.num_dn_queries = 10
+    for part in (model.loc_head.encoder, model.loc_head.decoder):
+        part.layer_cfg.ffn_cfg.feedforward_channels = 64
+    return cfg
+
+
+def authors_layout(model, seed):
+    """A FoundationX of the released architecture, randomised, written in the authors' key
+    layout by the converter's rules run backwards (the smooth conv under its three names; the
+    decoders' shared query and label embeddings one tensor, as in their model)."""
+    gen = torch.Generator().manual_seed(seed)
+    fxmm = {k: (torch.randn(v.shape, generator=gen) * 0.1 + ('norm' in k and k.endswith('weight'))
+                if v.is_floating_point() and 'running_var' not in k else v)
+            for k, v in model.state_dict().items()}
+    first = f'loc_head.branches.{fx_tool.FX_LOC_DATASETS[0]}.'
+    for key in list(fxmm):
+        for shared in ('query_embedding.', 'dn_query_generator.'):
+            if key.startswith('loc_head.branches.') and f'.{shared}' in key:
+                fxmm[key] = fxmm[first + shared + key.split(f'.{shared}')[1]]
+    layout = DinoLayout([decoder_prefix(k) for k in range(len(fx_tool.FX_LOC_DATASETS))],
+                        num_layers=2, num_levels=4, output_heads=True, memory_proj=True,
+                        per_decoder_memory_trans=True)
+    loc_classes = {name: model.loc_head.branches[name].num_classes
+                   for name in fx_tool.FX_LOC_DATASETS}
+    rules = (swin_rules(fx_tool.SWIN, 'backbone.')
+             + fx_tool.target_rules(model, fx_tool.FX_CLS_DATASETS, fx_tool.FX_SEG_DATASETS,
+                                    'norm')
+             + dino_rules(layout, loc_classes, 3, DinoTarget.of(model.loc_head)))
+    smooth = fx_tool.SWIN + 'segmentation_FPN.smooth_conv.'
+    rules = [r for r in rules if r.dst is not None and not r.src.startswith(smooth)]
+    sd = dict(KeyMapper(rules).inverse().convert(fxmm).state_dict)
+    for i in range(3):
+        for p in ('weight', 'bias'):
+            sd[f'{smooth}{i}.{p}'] = fxmm[f'seg_neck.smooth_conv.{p}']
+    return sd
+
+
+@pytest.fixture(scope='module')
+def tiny_release(tmp_path_factory):
+    """The tiny release config, its authors'-layout checkpoint (two copies) converted by the
+    acceptance command (no flag), and the folder."""
+    folder = tmp_path_factory.mktemp('tiny_release')
+    cfg = tiny_release_cfg()
+    config = str(folder / 'tiny_release.py')
+    cfg.dump(config)
+    model = build_in_scope(foundation_x_cfg(cfg), 'fxmm')
+    src, dst = str(folder / 'FX_tiny.pth'), str(folder / 'fx_tiny_release.pth')
+    torch.save(dict(model=authors_layout(model, 0), teacher_model=authors_layout(model, 1)), src)
+    with pytest.MonkeyPatch.context() as patch:
+        run_cli(fx_tool, patch, src, dst, '--config', config)
+    return folder, config, dst
+
+
+def test_infer_runs_every_head_of_a_converted_release(tiny_release):
+    folder, config, checkpoint = tiny_release
+    image_path = str(folder / 'cxr.png')
     cv2.imwrite(image_path, np.random.default_rng(0).integers(0, 256, (300, 260), np.uint8))
-    out = str(tmp_path / 'infer')
-    run_python([osp.join(ROOT, 'tools', 'infer.py'), image_path, '--config', FX_RELEASE,
-                '--weights', fx_release_file, '--out-dir', out, '--device', 'cpu',
+    out = str(folder / 'infer')
+    run_python([osp.join(ROOT, 'tools', 'infer.py'), image_path, '--config', config,
+                '--weights', checkpoint, '--out-dir', out, '--device', 'cpu',
                 '--score-thr', '0'], ROOT)
     with open(osp.join(out, 'predictions.json')) as f:
         result, = json.load(f)['predictions']
@@ -213,14 +279,14 @@ def test_infer_runs_every_head_of_the_converted_release(fx_release_file, tmp_pat
 RELEASE_TEST_PAIRS = (('siim_data', 'cls'), ('node21_data', 'loc'), ('candid_ptx_data', 'seg'))
 
 
-def release_test_config(folder):
-    """A config of the release testing RELEASE_TEST_PAIRS on phantoms written under ``folder``
-    in those datasets' folders, annotation files and class lists."""
+def release_test_config(config, folder):
+    """``config`` testing RELEASE_TEST_PAIRS on phantoms written under ``folder`` in those
+    datasets' folders, annotation files and class lists."""
     from data_converters.synthetic import generate_phantom_datasets
     phantoms = folder / 'phantoms'
-    generate_phantom_datasets(str(phantoms), num_train=1, num_val=1, num_test=1, size=96,
+    generate_phantom_datasets(str(phantoms), num_train=1, num_val=1, num_test=2, size=96,
                               datasets=['phantom_ptx'])
-    cfg = Config.fromfile(FX_RELEASE)
+    cfg = Config.fromfile(config)
     with open(phantoms / 'phantom_ptx' / 'annotations' / 'test.json') as f:
         phantom = json.load(f)
     pairs = []
@@ -239,20 +305,21 @@ def release_test_config(folder):
                  if p.task == task and p.dataset.data_root.endswith(data['folder'])]
         pairs.append(dict(pair, dataset=dict(pair.dataset, data_root=str(root) + '/')))
     cfg.test_dataloader.dataset.pairs = pairs
-    cfg.test_dataloader.update(batch_size=1, num_workers=0, persistent_workers=False)
-    cfg.test_dataloader.sampler.batch_size = 1
+    cfg.test_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
+    cfg.test_dataloader.sampler.batch_size = 2
     path = str(folder / 'release_test.py')
     cfg.dump(path)
     return path
 
 
-def test_test_evaluates_both_copies_of_the_converted_release(fx_release_file, tmp_path):
-    config = release_test_config(tmp_path)
-    run_python([osp.join(ROOT, 'tools', 'test.py'), config, fx_release_file, '--work-dir',
-                str(tmp_path / 'test')], ROOT)
-    results = json.loads((tmp_path / 'test' / 'test_results' / 'results.json').read_text())
+def test_test_evaluates_both_copies_of_a_converted_release(tiny_release):
+    folder, config, checkpoint = tiny_release
+    config = release_test_config(config, folder)
+    run_python([osp.join(ROOT, 'tools', 'test.py'), config, checkpoint, '--work-dir',
+                str(folder / 'test')], ROOT)
+    results = json.loads((folder / 'test' / 'test_results' / 'results.json').read_text())
     flat = json.dumps(results)
     for metric in ('siim.cls/AUC', 'node21.loc/mAP40', 'candid_ptx.seg/Dice'):
         assert metric in flat, metric
-    table = (tmp_path / 'test' / 'test_results' / 'results.md').read_text()
+    table = (folder / 'test' / 'test_results' / 'results.md').read_text()
     assert '### student' in table and '### teacher' in table
