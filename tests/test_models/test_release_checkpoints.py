@@ -96,11 +96,14 @@ def test_released_foundation_x_converts_every_key_without_a_flag(fx_release_pair
     assert meta['copies'] == 'both'
 
 
-def test_released_foundation_x_report_names_every_dropped_key(released_fx, fx_release_cfg):
+def test_released_foundation_x_report_names_every_dropped_key(released_fx, fx_release_cfg,
+                                                              fx_release_pair):
     student, _ = released_fx
     _, reports = fx_tool.convert(dict(model=student), fx_release_cfg, 'student')
     report = reports['student']
     assert not (report.missing or report.mismatched or report.unused or report.unexpected)
+    assert '; 0 missing, 0 shape-mismatched, 0 unused source keys;' in report.summary()
+    assert report.filled == len(fx_release_pair[0].student.state_dict())  # every target key
     assert all(report.dropped.values()), 'every dropped key has its reason'
     swin = fx_tool.SWIN
     for i in range(4):
