@@ -30,8 +30,12 @@ class FoundationX(BaseModel):
     - ``cls``: global average pool of the last stage (B, C) -> ``cls_head`` of the dataset.
     - ``loc``: the 4 stages -> ``loc_head`` (a ``SharedDINO``: shared encoder, per-dataset
       decoder).
-    - ``seg``: the 4 stages -> ``seg_neck`` (shared UperNet, stride-4 map) -> ``seg_head`` of
-      the dataset, logits at input size.
+    - ``seg``: the 4 stages -> ``seg_neck`` (shared decoder, stride-4 map: ``SharedUperNet``,
+      or the authors' ``PSPFPNNeck``) -> ``seg_head`` of the dataset, logits at input size.
+
+    Each path reads the backbone's outputs through :meth:`task_feats`: as the backbone gives
+    them, or, with a backbone that normalises per task (``TaskNormSwinTransformer``, the
+    authors' released model), with that task's stage norms.
 
     Modules of other paths and other datasets' heads are not run, so they get no gradient
     (DDP needs ``find_unused_parameters=True``). Losses are keyed
@@ -55,6 +59,8 @@ class FoundationX(BaseModel):
     Args:
         backbone (dict): Backbone config returning 4 channels-first maps, strides 4..32, e.g.
             ``dict(type='mmpretrain.SwinTransformer', arch='base', out_indices=(0, 1, 2, 3))``.
+            A backbone with a ``task_outputs(feats, task)`` method (``TaskNormSwinTransformer``)
+            gives each task's path its own view of the maps (:meth:`task_feats`).
             Its Swin blocks are made :class:`~fxmm.models.backbones.NonReentrantSwinBlock`,
             so that ``with_cp=True`` works under DDP (same parameters and state dict keys).
         datasets (dict[str, dict]): Dataset name -> ``dict(cls_classes=[...],
@@ -66,7 +72,8 @@ class FoundationX(BaseModel):
             ``predict(feats, data_samples, dataset, rescale)`` and
             ``predict_datasets(feats, data_samples, datasets, rescale)`` (one encoder run
             for several datasets' decoders).
-        seg_neck (dict, optional): ``SharedUperNet`` config; needed with ``seg_head``.
+        seg_neck (dict, optional): The shared seg decoder, ``SharedUperNet`` or
+            ``PSPFPNNeck`` config; needed with ``seg_head``.
         seg_head (dict, optional): ``MultiDatasetSegHead`` config (no ``dataset_classes``).
         data_preprocessor (dict, optional): Defaults to ``dict(type='CXRDataPreprocessor')``.
         init_cfg (dict, optional): Initialisation config.
@@ -168,6 +175,20 @@ class FoundationX(BaseModel):
         """
         return self.backbone(inputs)
 
+    def task_feats(self, feats: Tuple[Tensor, ...], task: str) -> Tuple[Tensor, ...]:
+        """The backbone maps as ``task``'s path reads them: the backbone's
+        ``task_outputs(feats, task)`` where it has one (per-task stage norms), else ``feats``.
+
+        Args:
+            feats (tuple[Tensor]): Backbone maps from :meth:`extract_feat`.
+            task (str): ``'cls'``, ``'loc'`` or ``'seg'``.
+
+        Returns:
+            tuple[Tensor]: The same shapes as ``feats``.
+        """
+        task_outputs = getattr(self.backbone, 'task_outputs', None)
+        return tuple(feats) if task_outputs is None else task_outputs(feats, task)
+
     def pooled_features(self, feats: Tuple[Tensor, ...]) -> Tensor:
         """Global average pool of the last stage: the cls heads' input (and the feature
         Foundation X's cls consistency loss compares).
@@ -178,11 +199,22 @@ class FoundationX(BaseModel):
         Returns:
             Tensor: Shape (B, C_4) (1024 for Swin-B).
         """
-        return feats[-1].mean(dim=(2, 3))
+        return self.task_feats(feats, 'cls')[-1].mean(dim=(2, 3))
+
+    def loc_features(self, feats: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+        """The maps the localisation head reads (``loc_head`` picks its stages).
+
+        Args:
+            feats (tuple[Tensor]): Backbone maps from :meth:`extract_feat`.
+
+        Returns:
+            tuple[Tensor]: The same shapes as ``feats``.
+        """
+        return self.task_feats(feats, 'loc')
 
     def seg_features(self, feats: Tuple[Tensor, ...]) -> Tensor:
-        """The shared UperNet feature: the seg heads' input (its L2-normalised form is what
-        Foundation X's seg consistency loss compares).
+        """The shared seg decoder's feature: the seg heads' input (its L2-normalised form is
+        what Foundation X's seg consistency loss compares).
 
         Args:
             feats (tuple[Tensor]): Backbone maps from :meth:`extract_feat`.
@@ -190,7 +222,7 @@ class FoundationX(BaseModel):
         Returns:
             Tensor: Shape (B, channels, H/4, W/4).
         """
-        return self.seg_neck(feats)
+        return self.seg_neck(self.task_feats(feats, 'seg'))
 
     def _pair_of(self, data_samples: List[CXRDataSample]) -> Tuple[str, str]:
         """The batch's (dataset, task), checked against the model's heads."""
@@ -220,7 +252,7 @@ class FoundationX(BaseModel):
         if task == 'cls':
             losses = self.cls_head.loss(self.pooled_features(feats), data_samples, dataset)
         elif task == 'loc':
-            losses = self.loc_head.loss(feats, data_samples, dataset)
+            losses = self.loc_head.loss(self.loc_features(feats), data_samples, dataset)
         else:
             losses = self.seg_head.loss(self.seg_features(feats), data_samples, dataset)
         prefix = pair_name(dataset, task)
@@ -269,7 +301,7 @@ class FoundationX(BaseModel):
     def _predict_task(self, feats: Tuple[Tensor, ...], data_samples: List[CXRDataSample],
                       task: str, datasets: List[str]) -> Dict[str, list]:
         """Per-image results of ``task`` for each of ``datasets``; the task's shared
-        features (pooling, UperNet) are computed once.
+        features (pooling, the seg decoder) are computed once.
 
         Returns:
             dict[str, list]: Dataset -> B results: Tensor (C,) scores (cls), InstanceData
@@ -282,7 +314,8 @@ class FoundationX(BaseModel):
             return {name: list(self.cls_head.predict(pooled, name)) for name in datasets}
         if task == 'loc':
             # one run of the shared encoder for every dataset's decoder
-            return self.loc_head.predict_datasets(feats, data_samples, datasets, rescale=True)
+            return self.loc_head.predict_datasets(self.loc_features(feats), data_samples,
+                                                  datasets, rescale=True)
         seg_feats = self.seg_features(feats)
         return {name: self.seg_head.predict(seg_feats, data_samples, name)
                 for name in datasets}

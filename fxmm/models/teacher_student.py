@@ -43,8 +43,8 @@ class TeacherStudent(BaseModel):
     - ``cls``: the cls head's projector output on the pooled last stage, shape (B, P) -
       Ark's 1376-d projector; without a projector (Foundation X) the pooled feature itself,
       (B, 1024) at Swin-B.
-    - ``seg``: the shared UperNet map L2-normalised over channels, (B, C, H/4, W/4). With
-      BatchNorm in the UperNet, equal weights still give a non-zero loss in training: the
+    - ``seg``: the shared seg decoder's map L2-normalised over channels, (B, C, H/4, W/4).
+      With BatchNorm in the decoder, equal weights still give a non-zero loss in training: the
       student normalises with batch statistics, the eval-mode teacher with running ones.
     - ``loc``: the decoder hidden states of the matching queries, all decoder layers,
       (num_layers, B, num_queries, 256). DINO selects its queries' anchor boxes from the
@@ -202,7 +202,8 @@ class TeacherStudent(BaseModel):
             seg_feats = student.seg_features(feats)
             losses = student.seg_head.loss(seg_feats, data_samples, dataset)
             return losses, F.normalize(seg_feats, dim=1), None
-        return student.loc_head.loss_and_query_states(feats, data_samples, dataset)
+        return student.loc_head.loss_and_query_states(student.loc_features(feats), data_samples,
+                                                      dataset)
 
     def _teacher_pass(self, inputs: Tensor, data_samples: List[CXRDataSample], dataset: str,
                       task: str, anchors: Optional[Tensor]) -> Tensor:
@@ -221,7 +222,8 @@ class TeacherStudent(BaseModel):
             return teacher.cls_head.project(teacher.pooled_features(feats))
         if task == 'seg':
             return F.normalize(teacher.seg_features(feats), dim=1)
-        return teacher.loc_head.query_states(feats, data_samples, dataset, anchors)
+        return teacher.loc_head.query_states(teacher.loc_features(feats), data_samples, dataset,
+                                             anchors)
 
     def predict(self, inputs: Tensor, data_samples: List[CXRDataSample],
                 **kwargs) -> List[CXRDataSample]:

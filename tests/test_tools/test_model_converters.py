@@ -8,8 +8,6 @@ reproduce. Exports are loaded strictly into mmpretrain / mmdet / mmseg models bu
 written configs and must give fxmm's outputs.
 """
 import argparse
-import importlib.util
-import os.path as osp
 import sys
 from collections import OrderedDict
 
@@ -20,7 +18,11 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmseg.structures import SegDataSample
 
+import release_reference as authors
+from model_converter_tools import load_converter
+
 from fxmm.structures.cxr_data_sample import CXRDataSample
+from fxmm.utils.state_dict_mapping import idea_dino
 from fxmm.utils.state_dict_mapping import (ConversionError, KeyMapper, KeyRule, build_in_scope,
                                            fxmm_state_dict, load_checkpoint_file, load_fxmm_model,
                                            merge_norm_timm_to_unfold,
@@ -28,22 +30,12 @@ from fxmm.utils.state_dict_mapping import (ConversionError, KeyMapper, KeyRule, 
                                            save_converted, select_state_dict,
                                            teacher_student_state_dict, timm_swin_to_mmpretrain)
 
-TOOLS = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'model_converters')
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(TOOLS, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-timm_tool = load_tool('timm_swin_to_mmpretrain')
-ark_tool = load_tool('ark_to_fxmm')
-fx_tool = load_tool('foundation_x_to_fxmm')
-pretrain_tool = load_tool('fxmm_to_mmpretrain')
-mmdet_tool = load_tool('fxmm_to_mmdet')
-mmseg_tool = load_tool('fxmm_to_mmseg')
+timm_tool = load_converter('timm_swin_to_mmpretrain')
+ark_tool = load_converter('ark_to_fxmm')
+fx_tool = load_converter('foundation_x_to_fxmm')
+pretrain_tool = load_converter('fxmm_to_mmpretrain')
+mmdet_tool = load_converter('fxmm_to_mmdet')
+mmseg_tool = load_converter('fxmm_to_mmseg')
 
 EMBED, DEPTHS, HEADS, WINDOW = 16, (2, 2, 2, 2), (1, 2, 2, 4), 4
 CHANNELS = [EMBED * 2**i for i in range(4)]  # 16, 32, 64, 128
@@ -54,14 +46,6 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # ---------------------------------------------------------------- timm Swin, source layout
-def timm_relative_index(w):
-    """timm's relative_position_index of a w x w window."""
-    coords = torch.stack(torch.meshgrid(torch.arange(w), torch.arange(w), indexing='ij'))
-    coords = coords.flatten(1)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (w - 1)
-    return rel[..., 0] * (2 * w - 1) + rel[..., 1]
-
-
 def timm_swin_state_dict(gen, prefix=''):
     """Random tensors under timm <= 0.6 Swin keys (incl. timm's relative_position_index)."""
 
@@ -79,7 +63,7 @@ def timm_swin_state_dict(gen, prefix=''):
             for norm in ('norm1', 'norm2'):
                 sd[f'{p}{norm}.weight'], sd[f'{p}{norm}.bias'] = 1 + r(dim), r(dim)
             sd[p + 'attn.relative_position_bias_table'] = r((2 * WINDOW - 1)**2, heads, scale=1.)
-            sd[p + 'attn.relative_position_index'] = timm_relative_index(WINDOW)
+            sd[p + 'attn.relative_position_index'] = authors.relative_position_index(WINDOW)
             sd[p + 'attn.qkv.weight'], sd[p + 'attn.qkv.bias'] = r(3 * dim, dim), r(3 * dim)
             sd[p + 'attn.proj.weight'], sd[p + 'attn.proj.bias'] = r(dim, dim), r(dim)
             sd[p + 'mlp.fc1.weight'], sd[p + 'mlp.fc1.bias'] = r(4 * dim, dim), r(4 * dim)
@@ -93,76 +77,12 @@ def timm_swin_state_dict(gen, prefix=''):
     return sd
 
 
-def _ln(x, sd, name):
-    return F.layer_norm(x, x.shape[-1:], sd[name + '.weight'], sd[name + '.bias'])
-
-
-def _windows(x, w):
-    """(B, H, W, C) -> (B * num_windows, w * w, C)."""
-    B, H, W, C = x.shape
-    return x.view(B, H // w, w, W // w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, C)
-
-
-def _shift_mask(H, W, w, s):
-    img = torch.zeros(1, H, W, 1)
-    regions = (slice(0, -w), slice(-w, -s), slice(-s, None))
-    for n, (hs, ws) in enumerate((hs, ws) for hs in regions for ws in regions):
-        img[:, hs, ws] = n
-    mw = _windows(img, w).squeeze(-1)
-    mask = mw[:, None, :] - mw[:, :, None]
-    return mask.masked_fill(mask != 0, -100.)
-
-
-def _timm_block(sd, p, x, H, W, heads, w, shift):
-    B, L, C = x.shape
-    y = _ln(x, sd, p + 'norm1').view(B, H, W, C)
-    if shift:
-        y = torch.roll(y, (-shift, -shift), (1, 2))
-    y = _windows(y, w)
-    n, N, _ = y.shape
-    qkv = F.linear(y, sd[p + 'attn.qkv.weight'], sd[p + 'attn.qkv.bias'])
-    q, k, v = qkv.reshape(n, N, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
-    attn = (q * (C // heads)**-0.5) @ k.transpose(-2, -1)
-    bias = sd[p + 'attn.relative_position_bias_table'][timm_relative_index(w).view(-1)]
-    attn = attn + bias.view(N, N, -1).permute(2, 0, 1)[None]
-    if shift:
-        mask = _shift_mask(H, W, w, shift)
-        attn = (attn.view(B, -1, heads, N, N) + mask[None, :, None]).view(-1, heads, N, N)
-    y = (attn.softmax(-1) @ v).transpose(1, 2).reshape(n, N, C)
-    y = F.linear(y, sd[p + 'attn.proj.weight'], sd[p + 'attn.proj.bias'])
-    y = y.view(B, H // w, W // w, w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
-    if shift:
-        y = torch.roll(y, (shift, shift), (1, 2))
-    x = x + y.reshape(B, L, C)
-    h = F.gelu(F.linear(_ln(x, sd, p + 'norm2'), sd[p + 'mlp.fc1.weight'], sd[p + 'mlp.fc1.bias']))
-    return x + F.linear(h, sd[p + 'mlp.fc2.weight'], sd[p + 'mlp.fc2.bias'])
-
-
 def timm_swin_last_stage(sd, x, shift_small_maps, prefix=''):
-    """The un-normalised last-stage tokens (B, H*W, C) of a timm-layout Swin state dict.
-
-    ``shift_small_maps=False`` is timm's classification Swin (no shift, window shrunk where a
-    map is no larger than the window); True the detection Swin the Foundation X authors use.
-    """
-    w = sd[prefix + 'patch_embed.proj.weight']
-    x = F.conv2d(x, w, sd[prefix + 'patch_embed.proj.bias'], stride=w.shape[-1])
-    B, _, H, W = x.shape
-    x = _ln(x.flatten(2).transpose(1, 2), sd, prefix + 'patch_embed.norm')
-    for i, (depth, heads) in enumerate(zip(DEPTHS, HEADS)):
-        win, can_shift = WINDOW, True
-        if not shift_small_maps and min(H, W) <= WINDOW:
-            win, can_shift = min(H, W), False
-        for j in range(depth):
-            shift = WINDOW // 2 if j % 2 and can_shift else 0
-            x = _timm_block(sd, f'{prefix}layers.{i}.blocks.{j}.', x, H, W, heads, win, shift)
-        p = f'{prefix}layers.{i}.downsample.'
-        if p + 'reduction.weight' in sd:  # x0, x1, x2, x3 = offsets (0,0), (1,0), (0,1), (1,1)
-            g = x.view(B, H, W, -1)
-            x = torch.cat([g[:, 0::2, 0::2], g[:, 1::2, 0::2], g[:, 0::2, 1::2], g[:, 1::2, 1::2]],
-                          -1).view(B, -1, 4 * g.shape[-1])
-            x = F.linear(_ln(x, sd, p + 'norm'), sd[p + 'reduction.weight'])
-            H, W = H // 2, W // 2
-    return x
+    """The un-normalised last-stage tokens (B, H*W, C) of a timm-layout Swin state dict
+    (the reference forward of tests/release_reference.py: ``shift_small_maps=False`` is timm's
+    classification Swin, True the detection Swin the Foundation X authors use)."""
+    last = authors.swin_stages(sd, x, prefix, shift_small_maps)[-1]
+    return last.flatten(2).transpose(1, 2)
 
 
 def mmpretrain_swin(pad_small_map, out_indices=(3, )):
@@ -267,7 +187,8 @@ def test_timm_swin_converts_exactly(timm_source, pad_small_map):
         out = model(x)[0]
         for shift_small_maps in (False, True):
             tokens = timm_swin_last_stage(timm_source, x, shift_small_maps)
-            ref = _ln(tokens, timm_source, 'norm').view(2, 4, 4, -1).permute(0, 3, 1, 2)
+            ref = authors.layer_norm(tokens, timm_source, 'norm')
+            ref = ref.view(2, 4, 4, -1).permute(0, 3, 1, 2)
             if shift_small_maps == pad_small_map:  # pad_small_map=False is timm's behaviour
                 torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
             else:  # the other window semantics at the 4x4 = window stage really differ
@@ -357,8 +278,8 @@ def test_ark_checkpoint_converts_exactly_into_foundation_x(timm_source):
     x = images(1)
     with torch.no_grad():
         outs = model(x, mode='tensor')
-        pooled = _ln(timm_swin_last_stage(source, x, shift_small_maps=False), source,
-                     'norm').mean(1)
+        pooled = authors.layer_norm(timm_swin_last_stage(source, x, shift_small_maps=False),
+                                    source, 'norm').mean(1)
         projected = F.linear(pooled, source['projector.weight'], source['projector.bias'])
     for i, name in enumerate(('mimic', 'shenzhen')):
         ref = F.linear(projected, source[f'omni_heads.{i}.weight'], source[f'omni_heads.{i}.bias'])
@@ -458,7 +379,7 @@ def randomise(model, seed):
     return model
 
 
-DINO_LAYOUT = fx_tool.DinoLayout([fx_tool.decoder_prefix(0), fx_tool.decoder_prefix(1)],
+DINO_LAYOUT = idea_dino.DinoLayout([idea_dino.decoder_prefix(0), idea_dino.decoder_prefix(1)],
                                  num_layers=2, num_levels=4)
 
 
@@ -478,14 +399,13 @@ def fx_source(seed):
         sd[f'backbone.0.classification_heads.{k}.bias'] = torch.randn(1, generator=gen)
     sd['backbone.0.segmentation_PPN.bottleneck.0.weight'] = torch.randn(128, 256, 3, 3)
     sd['backbone.0.segmentation_heads.0.weight'] = torch.randn(1, 16, 3, 3)
-    sd['bbox_embed_.0.0.layers.0.weight'] = torch.randn(256, 256)  # never used by the authors
     loc_head = randomise(build_in_scope(fx_model_cfg(), 'fxmm'), seed).loc_head
     tie = ('query_embedding', 'memory_trans_fc', 'memory_trans_norm', 'dn_query_generator')
     for name in tie:  # one module in the authors' model, a copy per fxmm branch
         getattr(loc_head.branches['node'], name).load_state_dict(
             getattr(loc_head.branches['tbx'], name).state_dict())
     loc_classes = dict(tbx=2, node=2)
-    rules = fx_tool.dino_rules(DINO_LAYOUT, loc_classes, num_in_levels=3)
+    rules = idea_dino.dino_rules(DINO_LAYOUT, loc_classes, num_in_levels=3)
     fxmm_loc = {f'loc_head.{k}': v for k, v in loc_head.state_dict().items()}
     sd.update(KeyMapper(rules).inverse().convert(fxmm_loc).state_dict)
     for lvl in range(4):
@@ -495,7 +415,7 @@ def fx_source(seed):
 
 def test_foundation_x_layout_reads_what_the_authors_code_writes():
     sd, _ = fx_source(0)
-    layout = fx_tool.DinoLayout.read(sd)
+    layout = idea_dino.DinoLayout.read(sd)
     assert layout == DINO_LAYOUT
     # keys of the authors' DINO (IDEA names), aliases inside the decoders included
     for key in ('transformer.decoder.1.layers.0.self_attn.in_proj_weight',
@@ -505,7 +425,6 @@ def test_foundation_x_layout_reads_what_the_authors_code_writes():
                 'transformer.enc_output_norm.bias', 'input_proj.3.1.weight',
                 'transformer.encoder.layers.0.self_attn.sampling_offsets.weight'):
         assert key in sd, key
-    assert sd['label_enc.weight'].shape == (fx_tool.LABELBOOK_ROWS, 256)
 
 
 @pytest.fixture(scope='module')
@@ -528,8 +447,7 @@ def test_foundation_x_checkpoint_converts_into_teacher_student(fx_converted):
     assert set(report.unused) == {'backbone.0.segmentation_PPN.bottleneck.0.weight',
                                   'backbone.0.segmentation_heads.0.weight'}
     assert not (report.mismatched or report.unexpected)
-    assert report.dropped['input_proj.2.0.bias'] == fx_tool.INPUT_PROJ_BIAS
-    assert 'never uses' in report.dropped['bbox_embed_.0.0.layers.0.weight']
+    assert report.dropped['input_proj.2.0.bias'] == idea_dino.INPUT_PROJ_BIAS
     assert 'backbone.0.Locnorm3.weight' in report.dropped
     notes = ' '.join(report.notes)
     assert 'input_proj conv biases' in notes and 'segmentation decoder' in notes
@@ -563,7 +481,7 @@ def test_foundation_x_cls_path_is_exact(fx_converted):
     with torch.no_grad():
         outs = model(x, mode='tensor')
         tokens = timm_swin_last_stage(student, x, shift_small_maps=True, prefix='backbone.0.')
-        pooled = _ln(tokens, student, 'backbone.0.norm').mean(1)
+        pooled = authors.layer_norm(tokens, student, 'backbone.0.norm').mean(1)
     for k, name in enumerate(('tbx', 'node')):
         head = f'backbone.0.classification_heads.{k}'
         ref = F.linear(pooled, student[head + '.weight'], student[head + '.bias'])
@@ -581,7 +499,7 @@ def test_foundation_x_options_and_errors(fx_converted):
         fx_tool.convert({'model': student}, fx_model_cfg(), 'both', ('tbx', 'node'),
                         ('tbx', 'node'))
     with pytest.raises(ConversionError, match="not a Foundation X checkpoint"):
-        fx_tool.convert_foundation_x({'layers.0.blocks.0.norm1.weight': torch.ones(1)})
+        fx_tool.convert_foundation_x({'layers.0.blocks.0.norm1.weight': torch.ones(1)}, ())
 
 
 # ---------------------------------------------------------------- fxmm -> mmpretrain/mmdet/mmseg
@@ -683,8 +601,14 @@ def test_exports_refuse_what_they_cannot_represent(fxmm_checkpoint):
     cfg = fx_model_cfg()
     cfg['seg_head'] = dict(type='MultiDatasetSegHead', in_channels=16, mid_channels=8)
     model = build_in_scope(cfg, 'fxmm')
-    with pytest.raises(ConversionError, match='3x3 conv before its 1x1 classifier'):
+    with pytest.raises(ConversionError, match='not one 1x1 conv'):
         mmseg_tool.export_upernet(model, cfg, 'jsrt')
+    kernel3 = dict(cfg, seg_head=dict(type='MultiDatasetSegHead', in_channels=16, kernel_size=3))
+    with pytest.raises(ConversionError, match='not one 1x1 conv'):
+        mmseg_tool.export_upernet(build_in_scope(kernel3, 'fxmm'), kernel3, 'jsrt')
+    authors = dict(kernel3, seg_neck=dict(type='PSPFPNNeck', in_channels=CHANNELS, channels=16))
+    with pytest.raises(ConversionError, match='a PSPFPNNeck, not a SharedUperNet'):
+        mmseg_tool.export_upernet(build_in_scope(authors, 'fxmm'), authors, 'jsrt')
     with pytest.raises(KeyError, match="no branch for dataset 'jsrt'"):
         mmdet_tool.export_dino(model, cfg, 'jsrt')
     # a checkpoint that does not fit the config is named, key by key

@@ -1,7 +1,8 @@
 """Convert an Ark checkpoint (timm Swin + projector + per-dataset heads) to an fxmm FoundationX.
 
-    python tools/model_converters/ark_to_fxmm.py ark5_teacher_ep200_swinb_projector1376.pth.tar \\
-        ark5_fxmm.pth --config configs/ark.py --ark-datasets mimic_cxr chexpert ...
+    python tools/model_converters/ark_to_fxmm.py \\
+        ark6_teacher_ep200_swinb_projector1376_mlp.pth.tar ark6_fxmm.pth \\
+        --config configs/ark6_release.py   # --ark-datasets: the Ark-6 order by default
 
 Ark (Ma et al., MICCAI 2023; jlianglab/Ark) is ``ArkSwinTransformer``: timm's Swin, a projector
 after the pooled last stage and ``omni_heads.<i>``, one linear head per training dataset in the
@@ -9,8 +10,9 @@ order of its ``--data_set`` options. fxmm holds the same model as ``FoundationX`
 ``MultiDatasetClsHead(projector_dims=...)``; this maps
 
 - the Swin (see ``timm_swin_to_mmpretrain.py``; timm's final ``norm`` -> ``backbone.norm3``),
-- ``projector`` -> ``cls_head.projector`` (a single Linear; the ``*_mlp`` checkpoints have a
-  Linear-ReLU-Linear projector, which fxmm's head does not hold: use ``--backbone-only``),
+- ``projector`` -> ``cls_head.projector``: a single Linear, or the Linear-ReLU-Linear MLP of
+  the ``*_mlp`` checkpoints (the released Ark-6) into a head with ``projector_mlp=True``
+  (``configs/ark6_release.py``): ``projector.0`` / ``projector.2`` keep their names,
 - ``omni_heads.<i>`` -> ``cls_head.heads.<ark-datasets[i]>``,
 
 and drops timm's unused ImageNet ``head``. The result is checked against the FoundationX of
@@ -26,6 +28,7 @@ import re
 from typing import Sequence, Tuple
 
 from mmengine.config import DictAction
+from torch import nn
 
 from fxmm.utils.state_dict_mapping import (ConversionError, KeyReport, KeyRule, StateDict,
                                            add_conversion_args, build_in_scope,
@@ -49,13 +52,16 @@ def ark_head_count(state_dict: StateDict) -> int:
 
 def convert_ark(state_dict: StateDict,
                 ark_datasets: Sequence[str] = ARK6_DATASETS,
-                backbone_only: bool = False):
+                backbone_only: bool = False,
+                projector_mlp: bool = False):
     """Rename Ark tensors to FoundationX keys.
 
     Args:
         state_dict (dict[str, Tensor]): An Ark state dict (``module.`` stripped).
         ark_datasets (Sequence[str]): fxmm dataset names of ``omni_heads.0, 1, ...``.
         backbone_only (bool): Convert the Swin only; the projector and heads are dropped.
+        projector_mlp (bool): Whether the target's projector is the Linear-ReLU-Linear MLP
+            (``MultiDatasetClsHead(projector_mlp=True)``); it must match the source's.
 
     Returns:
         MappedStateDict: FoundationX-keyed tensors and the left-over source keys.
@@ -66,17 +72,21 @@ def convert_ark(state_dict: StateDict,
         heads = [KeyRule(f'{name}.{{p*}}', None, why='Ark projector and heads (--backbone-only)')
                  for name in ('projector', 'omni_heads')]
     else:
-        if mlp:
+        if mlp != projector_mlp:
+            kinds = {True: 'the Linear-ReLU-Linear MLP (projector.0 / projector.2)',
+                     False: 'a single Linear (projector)'}
             raise ConversionError(
-                'the Ark projector is an MLP (projector.0 / projector.2, the "*_mlp" '
-                "checkpoints); fxmm's MultiDatasetClsHead holds a single Linear projector, so "
-                'only the backbone converts: pass --backbone-only')
+                f"the Ark projector is {kinds[mlp]} but the target's is {kinds[projector_mlp]}: "
+                'use a config whose cls_head has '
+                f'projector_mlp={mlp} (configs/ark6_release.py for the MLP, configs/ark.py for '
+                'the Linear), or pass --backbone-only')
         if num_heads != len(ark_datasets):
             raise ConversionError(
                 f'the checkpoint has {num_heads} omni_heads but {len(ark_datasets)} Ark dataset '
                 f'names were given ({list(ark_datasets)}): pass --ark-datasets with one fxmm '
                 'dataset name per head, in the order Ark was trained on them')
-        heads = [KeyRule('projector.{p}', 'cls_head.projector.{p}')]
+        projector = 'projector.{i}.{p}' if mlp else 'projector.{p}'
+        heads = [KeyRule(projector, 'cls_head.' + projector)]
         heads += [KeyRule(f'omni_heads.{i}.{{p}}', f'cls_head.heads.{name}.{{p}}')
                   for i, name in enumerate(ark_datasets)]
     heads.append(KeyRule('head.{p}', None, why="timm's ImageNet classifier (unused by Ark)"))
@@ -98,8 +108,10 @@ def convert(state_dict: StateDict,
     Returns:
         tuple: The FoundationX state dict (target key order) and the :class:`KeyReport`.
     """
-    mapped = convert_ark(state_dict, ark_datasets, backbone_only)
     model = build_in_scope(model_cfg, 'fxmm')
+    projector = getattr(model.cls_head, 'projector', None)
+    mapped = convert_ark(state_dict, ark_datasets, backbone_only,
+                         projector_mlp=isinstance(projector, nn.Sequential))
     converted, report = match_state_dict(mapped, model.state_dict())
     stage_norms = [k for k in report.missing if re.fullmatch(r'backbone\.norm\d\.(weight|bias)', k)]
     if stage_norms:
@@ -129,7 +141,7 @@ def parse_args():
                         help="an Ark training checkpoint's state_dict (student) and teacher "
                         'as a TeacherStudent checkpoint (default: one copy, FoundationX keys)')
     parser.add_argument('--backbone-only', action='store_true',
-                        help='convert the Swin only (needed for MLP projectors)')
+                        help='convert the Swin only (the projector and heads are dropped)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')
     add_conversion_args(parser)

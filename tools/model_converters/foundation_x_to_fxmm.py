@@ -1,268 +1,199 @@
 """Convert the authors' Foundation X checkpoint (jlianglab/Foundation_X) to fxmm.
 
-    python tools/model_converters/foundation_x_to_fxmm.py FoundationX_ckpt.pth fx_fxmm.pth \\
-        --config configs/foundation_x.py --trusted --allow-missing --allow-unused
+    python tools/model_converters/foundation_x_to_fxmm.py FoundationX.pth fx_release.pth \\
+        --config configs/foundation_x_release.py
 
 The authors' checkpoint holds ``model`` (student) and ``teacher_model`` state dicts of one
 IDEA-Research DINO model whose ``backbone.0`` is a Swin carrying the classification and
-segmentation parts too. What maps, read from their code (``models/dino/
-swin_transformer_CyclicSegmentation.py``, ``dino.py``, ``deformable_transformer_*.py``):
+segmentation parts too. Into ``configs/foundation_x_release.py`` (the released architecture)
+every key converts and every target key is filled, read from their code (``models/dino/
+swin_transformer_CyclicSegmentation.py``, ``dino_F6.py``, ``deformable_transformer_F6.py``):
 
-- Swin ``backbone.0.layers...`` (the official detection Swin, timm <= 0.6 key layout) ->
-  ``backbone.stages...``; their cls path normalises stage 4 with ``norm``, the loc path stages
-  1-3 with ``Locnorm1..3``; fxmm has one norm per stage: ``norm<i>`` <- ``Locnorm<i>``
-  (i < 3) and ``norm3`` <- ``norm`` (``--norm3-from Locnorm3`` for the loc path instead);
-  ``Segnorm*`` (never applied) and the unused ``head`` are dropped.
+- Swin ``backbone.0.layers...`` (the detection Swin, timm <= 0.6 key layout) ->
+  ``backbone.stages...``; their per-task norms -> ``TaskNormSwinTransformer``'s
+  ``backbone.task_norms``: ``norm`` (cls path, stage 4) -> ``cls.3``, ``Locnorm<i>`` (loc
+  path) -> ``loc.<i>``; ``Segnorm*`` (never applied: the seg path reads the raw stages) and
+  the unused single classifier ``head`` are dropped, with that reason.
 - ``backbone.0.classification_heads.<k>`` -> ``cls_head.heads.<cls-datasets[k]>``.
-- DINO: ``input_proj`` -> ``loc_head.neck`` (mmdet ChannelMapper; the conv biases have no
-  place there and are dropped - exact only if they are zero), ``transformer.level_embed`` and
-  ``transformer.encoder`` -> the shared encoder, and per decoder ``k`` (the multi-decoder layout
-  ``transformer.decoder.<k>``, or IDEA's single decoder) -> ``loc_head.branches.<loc-datasets
-  [k]>``: decoder layers (IDEA ``norm2/norm1/norm3`` = mmdet ``norms.0/1/2``), ``class_embed`` /
-  ``bbox_embed`` -> ``bbox_head.cls/reg_branches.<i>``, ``transformer.enc_out_*`` -> the
-  encoder-side branch ``<num_layers>``, and the shared ``transformer.tgt_embed``,
-  ``enc_output(_norm)`` and ``label_enc`` (first num_classes rows) copied into each branch.
-- Not converted (listed as unused): the segmentation decoder ``segmentation_PPN/FPN`` and
-  ``segmentation_heads``: a PSP module with bins 1-2-4-6 and a full-width bottleneck, a
-  non-cascaded FPN without norms and 3x3 heads, a different network from mmseg's UPerHead
-  (fxmm's SharedUperNet) and 1x1 MultiDatasetSegHead.
+- The seg decoder -> ``PSPFPNNeck``: ``segmentation_PPN.stages.<k>`` -> ``seg_neck.psp.<k>``,
+  ``bottleneck`` -> ``seg_neck.bottleneck``, ``segmentation_FPN.conv1x1.<i>`` ->
+  ``lateral_convs.<i>``, ``smooth_conv.0/1/2`` (one conv under three names) -> ``smooth_conv``,
+  ``conv_fusion`` -> ``fusion``; ``segmentation_heads.<k>`` (3x3) ->
+  ``seg_head.heads.<seg-datasets[k]>``. Heads 0, 1 and 3 (TBX11K, NODE21, RSNA) were never
+  trained (no masks in those datasets): a target without them drops them, with that reason.
+- DINO: the rules of :mod:`fxmm.utils.state_dict_mapping.idea_dino`.
+
+A target with the shared stage norms of mmpretrain's Swin (``configs/foundation_x.py``) gets
+``norm<i>`` <- ``Locnorm<i>`` (i < 3) and ``norm3`` <- ``norm`` (``--norm3-from Locnorm3`` for
+the loc path): the cls path is exact there, the loc path not, and its UperNet has no place for
+the authors' seg decoder (reported unused; ``--allow-missing --allow-unused``).
 
 Each copy is checked against the FoundationX of ``--config``; ``--copies both`` writes a
 TeacherStudent checkpoint (``student.*``, ``teacher.*``), ``student``/``teacher`` plain FoundationX
-keys. The key names are inferred from the authors' code, not from a released checkpoint: the
-report lists whatever did not match.
+keys. The report lists every key that found no place, and every key dropped on purpose with
+the reason.
 """
 import argparse
-import re
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import DictAction
 
+from fxmm.models.necks import PSPFPNNeck
 from fxmm.utils.state_dict_mapping import (COPIES, ConversionError, KeyReport, KeyRule,
                                            MappedStateDict, StateDict, add_conversion_args,
                                            build_in_scope, foundation_x_cfg,
                                            load_checkpoint_file, load_config, match_state_dict,
                                            save_converted, select_state_dict, swin_pad_small_map,
                                            teacher_student_state_dict, timm_swin_to_mmpretrain)
+from fxmm.utils.state_dict_mapping.idea_dino import (INPUT_PROJ_BIAS, DinoLayout, DinoTarget,
+                                                     dino_rules)
 
 # classification_heads.0..10 of the authors' Swin, in their order
 FX_CLS_DATASETS = ('tbx11k', 'node21', 'candid_ptx', 'rsna_pneumonia', 'chestx_det', 'siim',
                    'chexpert', 'chestxray14', 'vindr_cxr', 'shenzhen', 'mimic_cxr')
 # their localisation datasets in the same order (decoder k of a multi-decoder checkpoint)
 FX_LOC_DATASETS = ('tbx11k', 'node21', 'candid_ptx', 'rsna_pneumonia', 'chestx_det', 'siim')
+# segmentation_heads.0..5: the same order; their pretraining trained 2, 4 and 5 only
+FX_SEG_DATASETS = FX_LOC_DATASETS
+FX_UNTRAINED_SEG_HEADS = (0, 1, 3)
+FX_UNTRAINED_SEG_DATASETS = tuple(FX_SEG_DATASETS[k] for k in FX_UNTRAINED_SEG_HEADS)
 # the checkpoint entry of each copy
 SOURCE_ENTRIES = dict(student='model', teacher='teacher_model')
 SWIN = 'backbone.0.'
 NORM3_SOURCES = ('norm', 'Locnorm3')
-INPUT_PROJ_BIAS = "input_proj conv biases (mmdet's ChannelMapper has none before GroupNorm)"
+SEGNORM = "norms the authors' forward never applies (their seg path reads the raw stages)"
+HEAD = "the authors' unused single classifier"
+UNTRAINED_SEG_HEAD = ("a seg head the authors' pretraining never trained (no masks in its "
+                      'dataset): its initialisation')
 SEG_NOTE = ("the authors' segmentation decoder (segmentation_PPN/FPN/heads) is not converted: "
-            "it is a different network from mmseg's UPerHead (fxmm's SharedUperNet)")
-# IDEA DINO's dn_labelbook_size (100) + 1: the rows of label_enc
-LABELBOOK_ROWS = 101
+            "the target's seg_neck is not a PSPFPNNeck (e.g. mmseg's UPerHead in SharedUperNet)")
 
 
-def fx_head_rules(cls_datasets: Sequence[str], norm3_from: str) -> List[KeyRule]:
-    """Rules for the authors' Swin norms and classification heads (the Swin blocks themselves
-    are :func:`~fxmm.utils.state_dict_mapping.swin_rules`)."""
+def shared_norm_rules(norm3_from: str, last_stage: int) -> List[KeyRule]:
+    """The authors' norms into the one norm per stage of mmpretrain's Swin (the cls path
+    exact with ``norm3_from='norm'``, the loc path with ``'Locnorm3'``)."""
     other = NORM3_SOURCES[1 - NORM3_SOURCES.index(norm3_from)]
-    rules = [KeyRule(f'{SWIN}Locnorm{i}.{{p}}', f'backbone.norm{i}.{{p}}') for i in range(3)]
-    rules += [
-        KeyRule(f'{SWIN}{other}.{{p}}', None,
-                why=f'{other}: fxmm has one stage-4 norm, taken from {norm3_from} '
-                '(--norm3-from)'),
-        KeyRule(SWIN + 'Segnorm{i}.{p}', None, why="norms the authors' forward never applies"),
-        KeyRule(SWIN + 'head.{p}', None, why="the authors' unused single classifier"),
+    rules = [KeyRule(f'{SWIN}Locnorm{i}.{{p}}', f'backbone.norm{i}.{{p}}')
+             for i in range(last_stage)]
+    rules += [KeyRule(f'{SWIN}{norm3_from}.{{p}}', f'backbone.norm{last_stage}.{{p}}'),
+              KeyRule(f'{SWIN}{other}.{{p}}', None,
+                      why=f'{other}: fxmm has one stage-4 norm, taken from {norm3_from} '
+                      '(--norm3-from)'),
+              KeyRule(SWIN + 'Segnorm{i}.{p}', None, why=SEGNORM)]
+    return rules
+
+
+def task_norm_rules(task_norms: Dict[str, Sequence[int]], last_stage: int) -> List[KeyRule]:
+    """The authors' per-task norms into ``TaskNormSwinTransformer.task_norms`` (``task ->
+    stages`` of the target): ``norm`` is the cls path's stage-4 norm, ``Locnorm<i>`` /
+    ``Segnorm<i>`` the loc / seg paths' stage-i norms."""
+    rules = [KeyRule(f'{SWIN}norm.{{p}}', f'backbone.task_norms.cls.{last_stage}.{{p}}'),
+             KeyRule(SWIN + 'Locnorm{i}.{p}', 'backbone.task_norms.loc.{i}.{p}')]
+    if task_norms.get('seg'):
+        rules.append(KeyRule(SWIN + 'Segnorm{i}.{p}', 'backbone.task_norms.seg.{i}.{p}'))
+    else:
+        rules.append(KeyRule(SWIN + 'Segnorm{i}.{p}', None, why=SEGNORM))
+    return rules
+
+
+def seg_decoder_rules(seg_datasets: Sequence[str], target_heads: Sequence[str]) -> List[KeyRule]:
+    """The authors' ``segmentation_PPN/FPN`` into a ``PSPFPNNeck`` and their
+    ``segmentation_heads.<k>`` into ``seg_head.heads.<seg_datasets[k]>`` (a never-trained
+    head the target lacks is dropped; a trained one stays unused, so the report shows it)."""
+    psp, fpn = SWIN + 'segmentation_PPN.', SWIN + 'segmentation_FPN.'
+    rules = [
+        KeyRule(psp + 'stages.{k}.1.weight', 'seg_neck.psp.{k}.1.conv.weight'),
+        KeyRule(psp + 'stages.{k}.2.{p}', 'seg_neck.psp.{k}.1.bn.{p}'),
+        KeyRule(psp + 'bottleneck.0.weight', 'seg_neck.bottleneck.conv.weight'),
+        KeyRule(psp + 'bottleneck.1.{p}', 'seg_neck.bottleneck.bn.{p}'),
+        KeyRule(fpn + 'conv1x1.{i}.{p}', 'seg_neck.lateral_convs.{i}.{p}'),
+        # one conv used on three levels: three names of one tensor, one target
+        KeyRule(fpn + 'smooth_conv.{i}.{p}', 'seg_neck.smooth_conv.{p}'),
+        KeyRule(fpn + 'conv_fusion.0.weight', 'seg_neck.fusion.conv.weight'),
+        KeyRule(fpn + 'conv_fusion.1.{p}', 'seg_neck.fusion.bn.{p}'),
     ]
+    for k, name in enumerate(seg_datasets):
+        source = f'{SWIN}segmentation_heads.{k}.{{p}}'
+        if name in target_heads:
+            rules.append(KeyRule(source, f'seg_head.heads.{name}.0.{{p}}'))
+        elif k in FX_UNTRAINED_SEG_HEADS:
+            rules.append(KeyRule(source, None, why=UNTRAINED_SEG_HEAD))
+    return rules
+
+
+def target_rules(model, cls_datasets: Sequence[str], seg_datasets: Sequence[str],
+                 norm3_from: str) -> List[KeyRule]:
+    """The rules of the Swin's norms and heads and of the seg decoder, for the FoundationX
+    ``model`` the checkpoint converts into (the Swin blocks themselves are
+    :func:`~fxmm.utils.state_dict_mapping.swin_rules`, the DINO :func:`dino_rules`)."""
+    task_norms = getattr(model.backbone, 'task_norms', None)
+    last_stage = len(model.backbone.stages) - 1
+    if task_norms is not None:
+        rules = task_norm_rules({task: [int(i) for i in norms]
+                                 for task, norms in task_norms.items()}, last_stage)
+    else:
+        rules = shared_norm_rules(norm3_from, last_stage)
+    rules.append(KeyRule(SWIN + 'head.{p}', None, why=HEAD))
     rules += [KeyRule(f'{SWIN}classification_heads.{k}.{{p}}', f'cls_head.heads.{name}.{{p}}')
               for k, name in enumerate(cls_datasets)]
+    if isinstance(model.seg_neck, PSPFPNNeck):
+        rules += seg_decoder_rules(seg_datasets, list(model.seg_head.heads))
     return rules
 
 
-def decoder_prefix(k: Optional[int]) -> Dict[str, str]:
-    """Key prefixes of DINO decoder ``k`` in the authors' multi-decoder layout, or of IDEA's
-    single decoder (``k`` None)."""
-    if k is None:
-        return dict(decoder='transformer.decoder.', cls='class_embed.', box='bbox_embed.',
-                    enc_cls='transformer.enc_out_class_embed.',
-                    enc_box='transformer.enc_out_bbox_embed.')
-    return dict(decoder=f'transformer.decoder.{k}.', cls=f'class_embed.{k}.',
-                box=f'bbox_embed.{k}.', enc_cls=f'transformer.enc_out_class_embed.{k}.',
-                enc_box=f'transformer.enc_out_bbox_embed.{k}.')
-
-
-@dataclass
-class DinoLayout:
-    """The shape of an IDEA DINO state dict.
-
-    Attributes:
-        decoders (list[dict]): :func:`decoder_prefix` of each decoder, in order ([] without
-            a DINO).
-        num_layers (int): Decoder layers.
-        num_levels (int): Feature levels (``input_proj`` entries).
-    """
-    decoders: List[Dict[str, str]]
-    num_layers: int
-    num_levels: int
-
-    @classmethod
-    def read(cls, state_dict: StateDict) -> 'DinoLayout':
-        """Read the layout from the keys of ``state_dict``."""
-
-        def indices(pattern):
-            return sorted({int(m.group(1)) for k in state_dict for m in [re.match(pattern, k)]
-                           if m})
-
-        multi = indices(r'transformer\.decoder\.(\d+)\.layers\.')
-        if multi:
-            decoders = [decoder_prefix(k) for k in multi]
-        elif any(k.startswith('transformer.decoder.layers.') for k in state_dict):
-            decoders = [decoder_prefix(None)]
-        else:
-            return cls([], 0, 0)
-        layers = indices(re.escape(decoders[0]['decoder']) + r'layers\.(\d+)\.')
-        return cls(decoders, len(layers), len(indices(r'input_proj\.(\d+)\.')))
-
-
-def _rows(n: int):
-    return lambda v: v[:n].clone()
-
-
-def _pad_rows(v):
-    return torch.cat([v, v.new_zeros(LABELBOOK_ROWS - v.shape[0], *v.shape[1:])])
-
-
-def dino_rules(layout: DinoLayout, loc_classes: Dict[str, Optional[int]],
-               num_in_levels: int) -> List[KeyRule]:
-    """Rules from IDEA DINO keys (single or multi decoder) to fxmm's SharedDINO.
-
-    Args:
-        layout (DinoLayout): The source's decoders, layers and levels.
-        loc_classes (dict[str, int | None]): fxmm dataset name of decoder ``k`` (in order) ->
-            its number of box classes (the rows of ``label_enc`` it takes; None: all).
-        num_in_levels (int): Backbone levels of the DINO neck (``len(in_indices)``); further
-            ``input_proj`` levels are its extra convs.
-
-    Returns:
-        list[KeyRule]: The rules.
-    """
-    if len(layout.decoders) != len(loc_classes):
-        raise ConversionError(
-            f'the checkpoint has {len(layout.decoders)} DINO decoder(s) but {len(loc_classes)} '
-            f'localisation dataset names were given ({list(loc_classes)}): pass --loc-datasets '
-            'with one fxmm dataset name per decoder, in decoder order')
-    if not layout.decoders:
-        return []
-    rules = [KeyRule('transformer.level_embed', 'loc_head.level_embed')]
-    for lvl in range(layout.num_levels):
-        neck = (f'loc_head.neck.convs.{lvl}' if lvl < num_in_levels else
-                f'loc_head.neck.extra_convs.{lvl - num_in_levels}')
-        rules += [KeyRule(f'input_proj.{lvl}.0.weight', f'{neck}.conv.weight'),
-                  KeyRule(f'input_proj.{lvl}.1.{{p}}', f'{neck}.gn.{{p}}'),
-                  KeyRule(f'input_proj.{lvl}.0.bias', None, why=INPUT_PROJ_BIAS)]
-    enc, fx_enc = 'transformer.encoder.layers.{i}.', 'loc_head.encoder.layers.{i}.'
-    rules += [KeyRule(enc + 'self_attn.{m}.{p}', fx_enc + 'self_attn.{m}.{p}'),
-              KeyRule(enc + 'linear1.{p}', fx_enc + 'ffn.layers.0.0.{p}'),
-              KeyRule(enc + 'linear2.{p}', fx_enc + 'ffn.layers.1.{p}'),
-              KeyRule(enc + 'norm1.{p}', fx_enc + 'norms.0.{p}'),
-              KeyRule(enc + 'norm2.{p}', fx_enc + 'norms.1.{p}')]
-    for src, (name, num_classes) in zip(layout.decoders, loc_classes.items()):
-        rules += _branch_rules(src, f'loc_head.branches.{name}.', num_classes, layout.num_layers)
-    rules += [KeyRule(f'{name}.{{rest*}}', None,
-                      why="copies of the box/class heads the authors' forward never uses")
-              for name in ('bbox_embed_', 'class_embed_')]
-    return rules
-
-
-def _branch_rules(src: Dict[str, str], branch: str, num_classes: Optional[int],
-                  num_layers: int) -> List[KeyRule]:
-    """Rules of one decoder (``src`` prefixes) to the fxmm branch ``branch``."""
-    dec, fx_dec = src['decoder'] + 'layers.{i}.', branch + 'decoder.layers.{i}.'
-    head = branch + 'bbox_head.'
-    rows = dict(fn=_rows(num_classes), inverse_fn=_pad_rows) if num_classes else {}
-    rules = [
-        KeyRule(dec + 'self_attn.in_proj_{p}', fx_dec + 'self_attn.attn.in_proj_{p}'),
-        KeyRule(dec + 'self_attn.out_proj.{p}', fx_dec + 'self_attn.attn.out_proj.{p}'),
-        KeyRule(dec + 'cross_attn.{m}.{p}', fx_dec + 'cross_attn.{m}.{p}'),
-        # IDEA's order is self-attn -> norm2, cross-attn -> norm1, ffn -> norm3
-        KeyRule(dec + 'norm2.{p}', fx_dec + 'norms.0.{p}'),
-        KeyRule(dec + 'norm1.{p}', fx_dec + 'norms.1.{p}'),
-        KeyRule(dec + 'norm3.{p}', fx_dec + 'norms.2.{p}'),
-        KeyRule(dec + 'linear1.{p}', fx_dec + 'ffn.layers.0.0.{p}'),
-        KeyRule(dec + 'linear2.{p}', fx_dec + 'ffn.layers.1.{p}'),
-        KeyRule(src['decoder'] + 'norm.{p}', branch + 'decoder.norm.{p}'),
-        KeyRule(src['decoder'] + 'ref_point_head.layers.{j}.{p}',
-                branch + 'decoder.ref_point_head.layers.{j}.{p}'),
-        KeyRule(src['enc_cls'] + '{p}', f'{head}cls_branches.{num_layers}.{{p}}'),
-        # shared by the authors' decoders, one copy per fxmm branch
-        KeyRule('transformer.tgt_embed.weight', branch + 'query_embedding.weight'),
-        KeyRule('transformer.enc_output.{p}', branch + 'memory_trans_fc.{p}'),
-        KeyRule('transformer.enc_output_norm.{p}', branch + 'memory_trans_norm.{p}'),
-        KeyRule('label_enc.weight', branch + 'dn_query_generator.label_embedding.weight', **rows),
-    ]
-    # the decoder holds aliases of the model's class/box embeds: both map, equal values;
-    # IDEA's MLP layers.j is mmdet's Sequential(Linear, ReLU, ...)[2 * j]
-    cls_aliases = (src['cls'], src['decoder'] + 'class_embed.')
-    box_aliases = (src['box'], src['decoder'] + 'bbox_embed.')
-    for i in range(num_layers):
-        rules += [KeyRule(f'{cls}{i}.{{p}}', f'{head}cls_branches.{i}.{{p}}')
-                  for cls in cls_aliases]
-        rules += [KeyRule(f'{box}{i}.layers.{j}.{{p}}', f'{head}reg_branches.{i}.{2 * j}.{{p}}')
-                  for box in box_aliases for j in range(3)]
-    rules += [KeyRule(f"{src['enc_box']}layers.{j}.{{p}}",
-                      f'{head}reg_branches.{num_layers}.{2 * j}.{{p}}') for j in range(3)]
-    return rules
-
-
-def convert_foundation_x(state_dict: StateDict,
-                         cls_datasets: Sequence[str] = FX_CLS_DATASETS,
+def convert_foundation_x(state_dict: StateDict, rules: Sequence[KeyRule],
                          loc_classes: Optional[Dict[str, Optional[int]]] = None,
                          num_in_levels: int = 3,
-                         norm3_from: str = 'norm') -> MappedStateDict:
+                         dino_target: Optional[DinoTarget] = None) -> MappedStateDict:
     """Rename one copy of the authors' Foundation X model to FoundationX keys.
 
     Args:
         state_dict (dict[str, Tensor]): The authors' tensors (``module.`` stripped).
-        cls_datasets (Sequence[str]): fxmm names of ``classification_heads.0, 1, ...``.
+        rules (Sequence[KeyRule]): The rules of the target's norms, heads and seg decoder
+            (:func:`target_rules`).
         loc_classes (dict[str, int | None], optional): fxmm name of DINO decoder ``k`` (in
             order) -> its number of box classes (None: not a dataset of the target); None or
             {} leaves the DINO unconverted.
         num_in_levels (int): Backbone levels of the target's DINO neck. Defaults to 3.
-        norm3_from (str): ``'norm'`` (cls path, default) or ``'Locnorm3'`` (loc path).
+        dino_target (DinoTarget, optional): The target DINO's options
+            (:meth:`DinoTarget.of`); None: mmdet's DINO.
 
     Returns:
         MappedStateDict: FoundationX-keyed tensors and the left-over keys.
     """
-    if norm3_from not in NORM3_SOURCES:
-        raise ValueError(f'norm3_from must be one of {NORM3_SOURCES}, got {norm3_from!r}')
     if not any(k.startswith(SWIN + 'layers.') for k in state_dict):
         raise ConversionError(f'no {SWIN}layers.* keys: not a Foundation X checkpoint of the '
                               "authors' code")
-    rules = fx_head_rules(cls_datasets, norm3_from)
+    rules = list(rules)
     if loc_classes:
-        rules += dino_rules(DinoLayout.read(state_dict), loc_classes, num_in_levels)
-    return timm_swin_to_mmpretrain(state_dict, SWIN, 'backbone.', norm3_from, rules)
+        rules += dino_rules(DinoLayout.read(state_dict), loc_classes, num_in_levels,
+                            dino_target)
+    # the final norm is mapped by the target rules (per task, or the shared norm3)
+    return timm_swin_to_mmpretrain(state_dict, SWIN, 'backbone.', None, rules)
 
 
-def exactness_notes(state_dict: StateDict, model, norm3_from: str) -> List[str]:
+def exactness_notes(state_dict: StateDict, model, report: KeyReport,
+                    norm3_from: str) -> List[str]:
     """Where the converted model will not compute what the authors' model did, and why."""
     notes = []
-    biases = [v for k, v in state_dict.items() if re.fullmatch(r'input_proj\.\d+\.0\.bias', k)]
+    biases = [state_dict[k] for k, why in report.dropped.items() if why == INPUT_PROJ_BIAS]
     if biases and max(float(b.abs().max()) for b in biases) > 0:
         notes.append('localisation is approximate: the non-zero input_proj conv biases (max '
-                     f'{max(float(b.abs().max()) for b in biases):.3g}) have no place in mmdet\'s '
-                     'ChannelMapper')
+                     f'{max(float(b.abs().max()) for b in biases):.3g}) have no place in the '
+                     "target's DINO neck")
     norm, locnorm = (state_dict.get(f'{SWIN}{n}.weight') for n in NORM3_SOURCES)
-    if norm is not None and locnorm is not None and not torch.equal(norm, locnorm):
+    if (getattr(model.backbone, 'task_norms', None) is None and norm is not None
+            and locnorm is not None and not torch.equal(norm, locnorm)):
         path = 'localisation' if norm3_from == 'norm' else 'classification'
-        notes.append(f'{path} is approximate: its stage-4 norm is {norm3_from} (fxmm has one '
-                     'norm per stage)')
+        notes.append(f'{path} is approximate: its stage-4 norm is {norm3_from} (the target has '
+                     'one norm per stage; configs/foundation_x_release.py has one per task)')
     if swin_pad_small_map(model.backbone) is False:
         notes.append("the authors' Swin shifts windows even where a stage map equals the window "
                      '(stage 4 at 224 px); the target has pad_small_map=False and does not: set '
                      'backbone.pad_small_map=True for their outputs')
-    if any(k.startswith(SWIN + 'segmentation_') for k in state_dict):
+    if (any(k.startswith(SWIN + 'segmentation_') for k in state_dict)
+            and not isinstance(model.seg_neck, PSPFPNNeck)):
         notes.append(SEG_NOTE)
     return notes
 
@@ -272,7 +203,9 @@ def convert(checkpoint: dict,
             copies: str = 'both',
             cls_datasets: Sequence[str] = FX_CLS_DATASETS,
             loc_datasets: Sequence[str] = FX_LOC_DATASETS,
-            norm3_from: str = 'norm') -> Tuple[StateDict, Dict[str, KeyReport]]:
+            norm3_from: str = 'norm',
+            seg_datasets: Sequence[str] = FX_SEG_DATASETS
+            ) -> Tuple[StateDict, Dict[str, KeyReport]]:
     """Convert the copies of an authors' checkpoint and check each against the FoundationX of
     ``model_cfg``.
 
@@ -284,7 +217,10 @@ def convert(checkpoint: dict,
         cls_datasets (Sequence[str]): fxmm names of the classification heads, in order.
         loc_datasets (Sequence[str]): fxmm names of the DINO decoders, in order (ignored when
             the target has no localisation head).
-        norm3_from (str): See :func:`convert_foundation_x`.
+        norm3_from (str): The stage-4 norm of a target with one norm per stage: ``'norm'``
+            (cls path, default) or ``'Locnorm3'`` (loc path); unused with per-task norms.
+        seg_datasets (Sequence[str]): fxmm names of the segmentation heads, in order (used
+            when the target's seg neck is a ``PSPFPNNeck``).
 
     Returns:
         tuple: The state dict and the :class:`KeyReport` of each converted copy.
@@ -292,21 +228,25 @@ def convert(checkpoint: dict,
     names = list(COPIES) if copies == 'both' else [copies]
     if not set(names) <= set(COPIES):
         raise ValueError(f"copies must be 'both' or one of {COPIES}, got {copies!r}")
+    if norm3_from not in NORM3_SOURCES:
+        raise ValueError(f'norm3_from must be one of {NORM3_SOURCES}, got {norm3_from!r}')
     model = build_in_scope(model_cfg, 'fxmm')
     reference = model.state_dict()
-    loc_classes, num_in_levels = {}, 0
+    rules = target_rules(model, cls_datasets, seg_datasets, norm3_from)
+    loc_classes, num_in_levels, dino_target = {}, 0, None
     if model.loc_head is not None:
         num_in_levels = len(model.loc_head.in_indices)
+        dino_target = DinoTarget.of(model.loc_head)
         branches = model.loc_head.branches
         loc_classes = {name: branches[name].num_classes if name in branches else None
                        for name in loc_datasets}
     converted, reports = {}, {}
     for name in names:
         state_dict, _ = select_state_dict(checkpoint, SOURCE_ENTRIES[name])
-        mapped = convert_foundation_x(state_dict, cls_datasets, loc_classes, num_in_levels,
-                                      norm3_from)
+        mapped = convert_foundation_x(state_dict, rules, loc_classes, num_in_levels,
+                                      dino_target)
         converted[name], reports[name] = match_state_dict(mapped, reference)
-        reports[name].notes += exactness_notes(state_dict, model, norm3_from)
+        reports[name].notes += exactness_notes(state_dict, model, reports[name], norm3_from)
     if copies == 'both':
         return teacher_student_state_dict(converted['student'], converted['teacher']), reports
     return converted[copies], reports
@@ -328,9 +268,12 @@ def parse_args():
     parser.add_argument('--loc-datasets', nargs='+', default=list(FX_LOC_DATASETS),
                         help='fxmm names of the DINO decoders 0, 1, ... (default: '
                         f'{" ".join(FX_LOC_DATASETS)})')
+    parser.add_argument('--seg-datasets', nargs='+', default=list(FX_SEG_DATASETS),
+                        help='fxmm names of segmentation_heads.0, 1, ... (default: '
+                        f'{" ".join(FX_SEG_DATASETS)})')
     parser.add_argument('--norm3-from', default='norm', choices=NORM3_SOURCES,
-                        help='the stage-4 norm: norm (cls path exact, default) or Locnorm3 '
-                        '(loc path)')
+                        help='a target with one norm per stage (configs/foundation_x.py): its '
+                        'stage-4 norm, norm (cls path exact, default) or Locnorm3 (loc path)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')
     add_conversion_args(parser)
@@ -342,7 +285,7 @@ def main():
     model_cfg = foundation_x_cfg(load_config(args.config, args.cfg_options))
     checkpoint = load_checkpoint_file(args.src, trusted=args.trusted)
     converted, reports = convert(checkpoint, model_cfg, args.copies, args.cls_datasets,
-                                 args.loc_datasets, args.norm3_from)
+                                 args.loc_datasets, args.norm3_from, args.seg_datasets)
     for name, report in reports.items():
         report.log(f'{args.src} [{SOURCE_ENTRIES[name]}] -> FoundationX {name} of {args.config}')
     for report in reports.values():
@@ -350,7 +293,8 @@ def main():
     save_converted(converted, args.dst, meta=dict(
         converter='foundation_x_to_fxmm', source=args.src, config=args.config,
         copies=args.copies, cls_datasets=list(args.cls_datasets),
-        loc_datasets=list(args.loc_datasets), norm3_from=args.norm3_from,
+        loc_datasets=list(args.loc_datasets), seg_datasets=list(args.seg_datasets),
+        norm3_from=args.norm3_from,
         missing={name: r.missing for name, r in reports.items()},
         notes={name: r.notes for name, r in reports.items()}))
 

@@ -13,7 +13,8 @@ fxmm's masks are multi-label (one sigmoid per class); mmseg's post-processing tu
 into a label map: with one class (``num_classes=2, out_channels=1``) it thresholds the sigmoid
 as fxmm does; with several it takes the arg-max, so for overlapping masks apply a sigmoid to
 ``seg_logits`` yourself. A dataset head with a 3x3 conv before the classifier
-(``MultiDatasetSegHead(mid_channels=...)``) has no place in UPerHead and is refused.
+(``MultiDatasetSegHead(mid_channels=...)``) or a 3x3 classifier (``kernel_size=3``), and the
+authors' seg decoder (``PSPFPNNeck``), have no place in UPerHead and are refused.
 
 The checkpoint must fit the config (loaded strictly into its FoundationX); the export is
 checked by building the segmentor from the written config in mmseg and comparing every key
@@ -47,11 +48,17 @@ def upernet_config(model: nn.Module, model_cfg: dict, dataset: str) -> dict:
     if dataset not in model.seg_head.heads:
         raise ConversionError(f'no segmentation head for dataset {dataset!r}; the model has '
                               f'{list(model.seg_head.heads)}')
-    head, uper = model.seg_head.heads[dataset], model.seg_neck.uper
-    if len(head) != 1:
+    uper = getattr(model.seg_neck, 'uper', None)
+    if uper is None:
         raise ConversionError(
-            f'the {dataset} seg head has a 3x3 conv before its 1x1 classifier (mid_channels); '
-            "mmseg's UPerHead has no place for it, so it cannot be exported exactly")
+            f'the seg neck is a {type(model.seg_neck).__name__}, not a SharedUperNet (mmseg\'s '
+            'UPerHead): it has no mmseg counterpart to export to')
+    head = model.seg_head.heads[dataset]
+    if len(head) != 1 or head[0].kernel_size != (1, 1):
+        raise ConversionError(
+            f'the {dataset} seg head is not one 1x1 conv (a 3x3 conv before it, mid_channels, '
+            "or a 3x3 classifier, kernel_size): mmseg's UPerHead has no place for it, so it "
+            'cannot be exported exactly')
     if model.seg_head.align_corners != uper.align_corners:
         raise ConversionError('the seg head and the shared UperNet differ in align_corners; '
                               'mmseg resizes with the decode head\'s, so the export would differ')

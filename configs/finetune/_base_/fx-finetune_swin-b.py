@@ -6,6 +6,10 @@
 #   model, train_dataloader, val_dataloader, test_dataloader = _base_.targets['jsrt-seg']
 #   custom_hooks = _base_.recipes['lock-release']['seg']
 #   targets = recipes = None  # the tables, left out of the saved config
+# '<target>@release' is the same target on the architecture of the authors' released Foundation
+# X (configs/foundation_x_release.py: per-task stage norms, their seg decoder and DINO), to start
+# from the converted release with `load_from` (docs/transfer.md, e.g.
+# fx-ft_release_jsrt-seg_lock-release.py).
 # Recipes (what is frozen: the backbone and the task's shared neck, i.e. everything the
 # pretraining trained for that task's path; the target dataset's own head always trains):
 #   full          nothing frozen;
@@ -22,6 +26,7 @@ _base_ = [
     '../../_base_/default_runtime.py',
     '../../_base_/schedules/adamw_cosine.py',  # AdamW 1e-4, backbone 1e-5, weight decay 1e-4
     '../../_base_/models/foundation_x_swin-b.py',
+    '../../_base_/models/foundation_x_release_parts.py',  # for the '<target>@release' targets
     '../../_base_/datasets/vindr_cxr_organs.py',
     '../../_base_/datasets/jsrt.py',
     '../../_base_/datasets/montgomery.py',
@@ -86,10 +91,17 @@ def _pipelines(size):  # noqa: E302  (evaluated when the config is read)
               dict(type='LoadCXRAnnotations', with_cls=False, with_bbox=False)] + pack)
 
 
-def _target(data, task, root=data_root, size=img_size, **train_kwargs):
+# the parts of the released architecture each task's path has (backbone, and its neck / head)
+release_parts = dict(
+    loc=dict(backbone=_base_.fx_release_backbone, loc_head=_base_.fx_release_loc_head),
+    seg=dict(backbone=_base_.fx_release_backbone, seg_neck=_base_.fx_release_seg_neck,
+             seg_head=_base_.fx_release_seg_head))
+
+
+def _target(data, task, root=data_root, size=img_size, release=False, **train_kwargs):
     """[model, train, val, test dataloader] overrides that train and evaluate the one pair
-    (`data` from configs/_base_/datasets/, `task`); `train_kwargs` go to the train
-    split's CXRDataset."""
+    (`data` from configs/_base_/datasets/, `task`); `release`: on the released architecture;
+    `train_kwargs` go to the train split's CXRDataset."""
     pipelines = _pipelines(size)
 
     def loader(split):
@@ -102,7 +114,7 @@ def _target(data, task, root=data_root, size=img_size, **train_kwargs):
         return dict(dataset=dict(pairs=[dict(name=data['name'], task=task, dataset=dataset)]))
 
     model = dict(datasets={data['name']: {class_keys[task]: data[class_keys[task]]}},
-                 **heads_off[task])
+                 **heads_off[task], **(release_parts[task] if release else {}))
     return [model, loader('train'), loader('val'), loader('test')]
 
 
@@ -122,6 +134,13 @@ targets = {
     'montgomery-seg': _target(_base_.montgomery_data, 'seg'),
     'vindr-ribcxr-seg': _target(_base_.vindr_ribcxr_data, 'seg'),
     'jsrt-seg-fewshot': _target(_base_.jsrt_data, 'seg', **few_shot),
+    # the same targets on the released architecture
+    'vindr-organs-loc@release': _target(_base_.vindr_cxr_organs_data, 'loc', release=True),
+    'vindr-organs-seg@release': _target(_base_.vindr_cxr_organs_data, 'seg', release=True),
+    'jsrt-seg@release': _target(_base_.jsrt_data, 'seg', release=True),
+    'montgomery-seg@release': _target(_base_.montgomery_data, 'seg', release=True),
+    'vindr-ribcxr-seg@release': _target(_base_.vindr_ribcxr_data, 'seg', release=True),
+    'jsrt-seg-fewshot@release': _target(_base_.jsrt_data, 'seg', release=True, **few_shot),
     # the twins on the synthetic phantoms (configs/finetune/phantom/)
     'phantom-organs-seg': _target(_base_.phantom_organs_data, 'seg', _base_.phantom_root,
                                   _base_.phantom_img_size),

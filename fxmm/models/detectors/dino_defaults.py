@@ -3,6 +3,14 @@ paper's detector settings, used where a config leaves a part out."""
 
 # DINO-4scale (mmdet configs/dino/dino-4scale_r50_8xb2-12e_coco.py), the FX paper's setting.
 # ``embed_dims``/``num_levels`` of the attention configs are filled in from the detector.
+# The input projection: a 1x1 conv + GroupNorm(32) per backbone level, a stride-2 3x3 conv
+# + GroupNorm on the last one for each extra level; ``in_channels``, ``out_channels`` and
+# ``num_outs`` are filled in from the detector. mmdet's ChannelMapper leaves out the conv
+# biases before a norm (``bias='auto'``); IDEA's DINO (the authors' release) has them
+# (``bias=True``).
+DINO_NECK = dict(
+    type='mmdet.ChannelMapper', kernel_size=1, act_cfg=None,
+    norm_cfg=dict(type='GN', num_groups=32))
 DINO_ENCODER = dict(
     num_layers=6,
     layer_cfg=dict(

@@ -15,15 +15,15 @@ from torch import Tensor, nn
 from fxmm.registry import MODELS
 from fxmm.utils.mmcv_compat import allow_bfloat16_deformable_attention
 from .dino_decoder_branch import DINODecoderBranch
-from .dino_defaults import (DINO_DECODER, DINO_DN_CFG, DINO_ENCODER, DINO_HEAD,
+from .dino_defaults import (DINO_DECODER, DINO_DN_CFG, DINO_ENCODER, DINO_HEAD, DINO_NECK,
                             DINO_POSITIONAL_ENCODING, DINO_TEST_CFG, DINO_TRAIN_CFG)
 
 # mmcv's CUDA deformable attention has no bfloat16 kernel: run it in float32 under bf16 AMP
 allow_bfloat16_deformable_attention()
 
 
-def _fill_attn_cfg(cfg: dict, where: str, **values) -> None:
-    """Set ``values`` in an attention/ffn config, refusing a conflicting user value."""
+def _fill_cfg(cfg: dict, where: str, **values) -> None:
+    """Set ``values`` in a sub-module config, refusing a conflicting user value."""
     for key, value in values.items():
         if cfg.setdefault(key, value) != value:
             raise ValueError(f'{where}.{key} is {cfg[key]}, but the detector needs {value}')
@@ -42,19 +42,24 @@ class SharedDINO(BaseModule):
       ``encoder``;
     - per dataset, ``branches[dataset]`` (:class:`DINODecoderBranch`): memory projection and
       two-stage query selection, ``query_embedding``, contrastive de-noising query generator,
-      decoder and ``mmdet.DINOHead`` with the dataset's classes.
+      decoder and ``mmdet.DINOHead`` with the dataset's classes; ``branch_cfg`` switches on
+      the options of the authors' released DINO (:class:`DINODecoderBranch`).
 
     The forward code is mmdet's (``DeformableDETR.pre_transformer``/``forward_encoder`` on
-    this module, ``DINO.pre_decoder``/``forward_decoder`` on the branch); only the composition
-    is written here. Shared parameters are owned once (they are not registered inside the
-    branches), so the state dict has no duplicated tensors; :meth:`shared_parameters` lists
-    them (``LockReleaseHook``'s loc prefixes name the same modules; a test checks it). The
-    memory projection is per dataset (see :class:`DINODecoderBranch`): it only feeds that
-    dataset's two-stage scoring, and it keeps training while the shared encoder is locked.
+    this module, ``DINO.pre_decoder`` and ``DINO.forward_decoder`` - with its refinement
+    branches as an option - on the branch); only the composition is written here. Shared
+    parameters are owned once (they are not registered inside the branches), so the state dict
+    has no duplicated tensors; :meth:`shared_parameters` lists them (``LockReleaseHook``'s loc
+    prefixes name the same modules; a test checks it). The memory projections are per dataset
+    (see :class:`DINODecoderBranch`): they only feed that dataset's query selection (and, with
+    ``memory_proj``, its decoder), and they keep training while the shared encoder is locked.
 
     Every trainable parameter of the shared part and of the trained dataset's branch gets a
-    gradient from :meth:`loss` on a batch with boxes (unlike the authors' code, where ~5.5M
-    head parameters never did); other branches get none. The student of a student-teacher
+    gradient from :meth:`loss` on a batch with boxes; other branches get none. (In the
+    authors' release the two-stage scoring of every decoder - ``enc_output``,
+    ``enc_output_norm``, ``enc_out_class_embed``, ``enc_out_bbox_embed`` - only feeds a loss
+    of weight 0, ``interm_loss_coef = 0.0``, so it selects the queries with its
+    initialisation; here ``enc_loss_*`` trains it.) The student of a student-teacher
     pair takes its losses, query states and anchors from one pass with
     :meth:`loss_and_query_states`; the teacher decodes those anchors with :meth:`query_states`.
 
@@ -72,6 +77,9 @@ class SharedDINO(BaseModule):
             number of encoder tokens, sum over levels of H_l * W_l.
         with_box_refine (bool): must be True (DINO).
         as_two_stage (bool): must be True (DINO).
+        neck (dict): input projection config (``mmdet.ChannelMapper``) without
+            ``in_channels``, ``out_channels`` and ``num_outs`` (set here); ``bias=True`` gives
+            the conv biases of IDEA's DINO.
         encoder (dict): ``DeformableDetrTransformerEncoder`` config.
         decoder (dict): ``DinoTransformerDecoder`` config, shared by every branch's copy.
         positional_encoding (dict): ``SinePositionalEncoding`` config.
@@ -79,6 +87,10 @@ class SharedDINO(BaseModule):
         bbox_head (dict): ``mmdet.DINOHead`` config without ``num_classes``.
         train_cfg (dict): head training config (Hungarian assigner with its match costs).
         test_cfg (dict): head test config; ``max_per_img`` boxes per image.
+        branch_cfg (dict, optional): further :class:`DINODecoderBranch` arguments, the same
+            for every dataset (``memory_proj``, ``separate_box_refine``, ``num_class_rows``,
+            ``first_class_row``, ``num_label_rows``, ``ref_eps``). Defaults to None: mmdet's
+            DINO.
         init_cfg (dict, optional): initialisation config. Defaults to None.
     """
 
@@ -97,6 +109,7 @@ class SharedDINO(BaseModule):
                  num_queries: int = 900,
                  with_box_refine: bool = True,
                  as_two_stage: bool = True,
+                 neck: ConfigType = DINO_NECK,
                  encoder: ConfigType = DINO_ENCODER,
                  decoder: ConfigType = DINO_DECODER,
                  positional_encoding: ConfigType = DINO_POSITIONAL_ENCODING,
@@ -104,6 +117,7 @@ class SharedDINO(BaseModule):
                  bbox_head: ConfigType = DINO_HEAD,
                  train_cfg: ConfigType = DINO_TRAIN_CFG,
                  test_cfg: OptConfigType = DINO_TEST_CFG,
+                 branch_cfg: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not (with_box_refine and as_two_stage):
@@ -130,10 +144,10 @@ class SharedDINO(BaseModule):
         self.num_feature_levels = num_feature_levels
         self.num_queries = num_queries
 
-        self.neck = MODELS.build(
-            dict(type='mmdet.ChannelMapper', in_channels=list(in_channels), kernel_size=1,
-                 out_channels=embed_dims, act_cfg=None,
-                 norm_cfg=dict(type='GN', num_groups=32), num_outs=num_feature_levels))
+        neck = copy.deepcopy(neck)
+        _fill_cfg(neck, 'neck', in_channels=list(in_channels), out_channels=embed_dims,
+                  num_outs=num_feature_levels)
+        self.neck = MODELS.build(neck)
         self.positional_encoding = SinePositionalEncoding(**positional_encoding)
         if 2 * self.positional_encoding.num_feats != embed_dims:
             raise ValueError(f'embed_dims ({embed_dims}) must be 2 * positional_encoding.'
@@ -142,11 +156,17 @@ class SharedDINO(BaseModule):
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, embed_dims))
 
         decoder = self._decoder_cfg(decoder)
+        branch_cfg = dict(branch_cfg or {})
+        for key in ('num_classes', 'embed_dims', 'num_queries', 'decoder', 'dn_cfg',
+                    'bbox_head', 'train_cfg', 'test_cfg'):
+            if key in branch_cfg:
+                raise ValueError(f'branch_cfg must not set {key!r}: it is a SharedDINO '
+                                 'argument or derived from the dataset')
         self.branches = ModuleDict({
             name: DINODecoderBranch(
                 num_classes=num_classes, embed_dims=embed_dims, num_queries=num_queries,
                 decoder=decoder, dn_cfg=dn_cfg, bbox_head=bbox_head, train_cfg=train_cfg,
-                test_cfg=test_cfg)
+                test_cfg=test_cfg, **branch_cfg)
             for name, num_classes in dataset_classes.items()
         })
 
@@ -154,10 +174,10 @@ class SharedDINO(BaseModule):
         """The encoder config with the detector's width and number of levels filled in."""
         encoder = copy.deepcopy(encoder)
         layer = encoder.setdefault('layer_cfg', {})
-        _fill_attn_cfg(layer.setdefault('self_attn_cfg', {}), 'encoder.layer_cfg.self_attn_cfg',
-                       embed_dims=self.embed_dims, num_levels=self.num_feature_levels)
-        _fill_attn_cfg(layer.setdefault('ffn_cfg', {}), 'encoder.layer_cfg.ffn_cfg',
-                       embed_dims=self.embed_dims)
+        _fill_cfg(layer.setdefault('self_attn_cfg', {}), 'encoder.layer_cfg.self_attn_cfg',
+                  embed_dims=self.embed_dims, num_levels=self.num_feature_levels)
+        _fill_cfg(layer.setdefault('ffn_cfg', {}), 'encoder.layer_cfg.ffn_cfg',
+                  embed_dims=self.embed_dims)
         return encoder
 
     def _decoder_cfg(self, decoder: ConfigType) -> dict:
@@ -171,12 +191,12 @@ class SharedDINO(BaseModule):
                              'normalises with its own `norm`')
         layer = decoder.setdefault('layer_cfg', {})
         where = 'decoder.layer_cfg'
-        _fill_attn_cfg(layer.setdefault('self_attn_cfg', {}), f'{where}.self_attn_cfg',
-                       embed_dims=self.embed_dims)
-        _fill_attn_cfg(layer.setdefault('cross_attn_cfg', {}), f'{where}.cross_attn_cfg',
-                       embed_dims=self.embed_dims, num_levels=self.num_feature_levels)
-        _fill_attn_cfg(layer.setdefault('ffn_cfg', {}), f'{where}.ffn_cfg',
-                       embed_dims=self.embed_dims)
+        _fill_cfg(layer.setdefault('self_attn_cfg', {}), f'{where}.self_attn_cfg',
+                  embed_dims=self.embed_dims)
+        _fill_cfg(layer.setdefault('cross_attn_cfg', {}), f'{where}.cross_attn_cfg',
+                  embed_dims=self.embed_dims, num_levels=self.num_feature_levels)
+        _fill_cfg(layer.setdefault('ffn_cfg', {}), f'{where}.ffn_cfg',
+                  embed_dims=self.embed_dims)
         return decoder
 
     def init_weights(self) -> None:
@@ -260,8 +280,9 @@ class SharedDINO(BaseModule):
         """
         encoder_outputs, decoder_inputs = encoded
         branch = self.branch(dataset)
+        memory = branch.project_memory(encoder_outputs['memory'])
         query_inputs, head_inputs = branch.pre_decoder(
-            **encoder_outputs, batch_data_samples=batch_data_samples)
+            **dict(encoder_outputs, memory=memory), batch_data_samples=batch_data_samples)
         head_inputs.update(branch.forward_decoder(**decoder_inputs, **query_inputs))
         return head_inputs
 
@@ -314,9 +335,10 @@ class SharedDINO(BaseModule):
             (B, num_queries, 4), normalised cxcywh, detached (the teacher decodes them with
             :meth:`query_states`).
         """
+        branch = self.branch(dataset)
+        batch_data_samples = branch.with_row_labels(batch_data_samples)
         head_inputs = self.forward_transformer(feats, batch_data_samples, dataset)
-        losses = self.branch(dataset).bbox_head.loss(
-            **head_inputs, batch_data_samples=batch_data_samples)
+        losses = branch.loss(head_inputs, batch_data_samples)
         hidden_states, references = self._matching_part(head_inputs)
         # references[0] are the initial anchors (detached by DINO, but sliced from a stack
         # with the refined boxes, hence the explicit detach)
@@ -380,9 +402,8 @@ class SharedDINO(BaseModule):
         for dataset in datasets:
             head_inputs = self.decode(encoded, batch_data_samples, dataset)
             hidden_states, references = self._matching_part(head_inputs)
-            results[dataset] = self.branch(dataset).bbox_head.predict(
-                hidden_states, references, batch_data_samples=batch_data_samples,
-                rescale=rescale)
+            results[dataset] = self.branch(dataset).predict(
+                hidden_states, references, batch_data_samples, rescale)
         return results
 
     def query_states(self, feats: Sequence[Tensor], batch_data_samples: SampleList,
@@ -409,5 +430,5 @@ class SharedDINO(BaseModule):
         # (num_queries, C) -> (B, num_queries, C), as DINO.pre_decoder builds its queries
         query = branch.query_embedding.weight[None].repeat(anchors.shape[0], 1, 1)
         return branch.forward_decoder(query=query, reference_points=anchors, dn_mask=None,
-                                      memory=encoder_outputs['memory'],
+                                      memory=branch.project_memory(encoder_outputs['memory']),
                                       **decoder_inputs)['hidden_states']

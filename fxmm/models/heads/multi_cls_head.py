@@ -14,9 +14,11 @@ from fxmm.structures.cxr_data_sample import CXRDataSample
 class MultiDatasetClsHead(BaseModule):
     """Per-dataset linear heads (Foundation X, Ark) on pooled features.
 
-    ``x (B, in_channels) -> [projector: Linear(in_channels, projector_dims)] ->
-    Linear(., dataset_classes[dataset]) -> logits (B, C)``. The optional projector is shared by all
-    datasets (Ark's 1024 -> 1376 projector); Foundation X uses none. Only the batch's dataset
+    ``x (B, in_channels) -> [projector] -> Linear(., dataset_classes[dataset]) -> logits
+    (B, C)``. The optional projector is shared by all datasets: ``Linear(in_channels,
+    projector_dims)`` (Ark's 1024 -> 1376), or with ``projector_mlp=True`` ``Linear(in_channels,
+    projector_dims) -> ReLU -> Linear(projector_dims, projector_dims)`` (the MLP projector of
+    the released Ark-6, Ark's ``use_mlp``); Foundation X uses none. Only the batch's dataset
     head runs, so the other heads get no gradient.
 
     Args:
@@ -25,6 +27,8 @@ class MultiDatasetClsHead(BaseModule):
             ``FoundationX`` fills it from its ``datasets`` argument.
         projector_dims (int, optional): Output size of the shared projector; None for no
             projector. Defaults to None.
+        projector_mlp (bool): Make the projector the Linear-ReLU-Linear MLP (needs
+            ``projector_dims``). Defaults to False.
         loss_cls (dict): Config of the multi-label loss, called as
             ``loss(logits (B, C), target (B, C))``. Defaults to
             ``dict(type='MaskedBCEWithLogitsLoss')`` (nan / -1 targets are ignored).
@@ -35,6 +39,7 @@ class MultiDatasetClsHead(BaseModule):
                  in_channels: int,
                  dataset_classes: Dict[str, int],
                  projector_dims: Optional[int] = None,
+                 projector_mlp: bool = False,
                  loss_cls: dict = dict(type='MaskedBCEWithLogitsLoss'),
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
@@ -43,8 +48,14 @@ class MultiDatasetClsHead(BaseModule):
                              '{dataset name: number of classes}')
         self.in_channels = in_channels
         self.dataset_classes = dict(dataset_classes)
-        self.projector = (nn.Linear(in_channels, projector_dims)
-                          if projector_dims is not None else None)
+        if projector_mlp and projector_dims is None:
+            raise ValueError('MultiDatasetClsHead: projector_mlp=True needs projector_dims')
+        self.projector = None
+        if projector_mlp:
+            self.projector = nn.Sequential(nn.Linear(in_channels, projector_dims), nn.ReLU(),
+                                           nn.Linear(projector_dims, projector_dims))
+        elif projector_dims is not None:
+            self.projector = nn.Linear(in_channels, projector_dims)
         head_in = projector_dims if projector_dims is not None else in_channels
         self.heads = nn.ModuleDict(
             {name: nn.Linear(head_in, n) for name, n in self.dataset_classes.items()})

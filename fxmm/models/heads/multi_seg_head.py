@@ -1,4 +1,4 @@
-"""One multi-label mask classifier per dataset on the shared UperNet feature."""
+"""One multi-label mask classifier per dataset on the shared seg decoder's feature."""
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -17,19 +17,21 @@ from fxmm.structures.cxr_data_sample import CXRDataSample
 class MultiDatasetSegHead(BaseModule):
     """Per-dataset segmentation heads of Foundation X.
 
-    For each dataset: ``[3x3 ConvModule(in, mid) ->] 1x1 conv(., K)`` on the shared stride-4
-    feature, then bilinear upsampling to the batch input size. The K masks of a dataset are
+    For each dataset: ``[3x3 ConvModule(in, mid) ->] conv(., K)`` (1x1, or ``kernel_size``:
+    the authors' released heads are 3x3) on the shared stride-4 feature, then bilinear
+    upsampling to the batch input size. The K masks of a dataset are
     multi-label (they may overlap), so every logit gets its own sigmoid.
 
     Losses are computed at input resolution, on each image's own area (``img_shape``, the
     padding of the batch cropped away), and averaged over the images.
 
     Args:
-        in_channels (int): Channels of the shared feature (``SharedUperNet.channels``).
+        in_channels (int): Channels of the shared feature (the seg neck's ``channels``).
         dataset_classes (dict[str, int]): Dataset name -> number of masks K (one head each).
             ``FoundationX`` fills it from its ``datasets`` argument.
         mid_channels (int, optional): Channels of the 3x3 conv+norm+act before the 1x1
             classifier; None for the 1x1 classifier alone. Defaults to None.
+        kernel_size (int): Kernel of the classifier conv (odd; same padding). Defaults to 1.
         norm_cfg (dict): Norm of the 3x3 conv. Defaults to ``dict(type='BN')``.
         act_cfg (dict): Activation of the 3x3 conv. Defaults to ``dict(type='ReLU')``.
         loss_decode (dict | Sequence[dict]): Loss config(s), each called as
@@ -47,6 +49,7 @@ class MultiDatasetSegHead(BaseModule):
                  in_channels: int,
                  dataset_classes: Dict[str, int],
                  mid_channels: Optional[int] = None,
+                 kernel_size: int = 1,
                  norm_cfg: dict = dict(type='BN'),
                  act_cfg: dict = dict(type='ReLU'),
                  loss_decode: Union[dict, Sequence[dict]] = dict(type='MultiLabelDiceLoss'),
@@ -57,6 +60,9 @@ class MultiDatasetSegHead(BaseModule):
         if not dataset_classes:
             raise ValueError('MultiDatasetSegHead: dataset_classes is empty; give '
                              '{dataset name: number of masks}')
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f'MultiDatasetSegHead: kernel_size must be odd and >= 1, got '
+                             f'{kernel_size}')
         self.in_channels = in_channels
         self.dataset_classes = dict(dataset_classes)
         self.threshold = threshold
@@ -67,7 +73,8 @@ class MultiDatasetSegHead(BaseModule):
             if mid_channels is not None:
                 layers.append(ConvModule(in_channels, mid_channels, 3, padding=1,
                                          norm_cfg=norm_cfg, act_cfg=act_cfg))
-            layers.append(nn.Conv2d(mid_channels or in_channels, n, 1))
+            layers.append(nn.Conv2d(mid_channels or in_channels, n, kernel_size,
+                                    padding=kernel_size // 2))
             self.heads[name] = nn.Sequential(*layers)
         loss_cfgs = [loss_decode] if isinstance(loss_decode, dict) else list(loss_decode)
         self.loss_decode = nn.ModuleList(MODELS.build(cfg) for cfg in loss_cfgs)

@@ -1,4 +1,5 @@
 """Shared necks."""
+from .psp_fpn_neck import PSPFPNNeck
 from .shared_upernet import SharedUperNet
 
-__all__ = ['SharedUperNet']
+__all__ = ['PSPFPNNeck', 'SharedUperNet']

@@ -6,6 +6,7 @@ every key that found no place.
 - :mod:`.key_report`: :func:`match_state_dict` and its :class:`KeyReport`.
 - :mod:`.checkpoint_files`: reading the source checkpoint, writing the converted one.
 - :mod:`.timm_swin`: timm's Swin (Ark, the authors' Foundation X) <-> mmpretrain's.
+- :mod:`.idea_dino`: IDEA-Research DINO (the authors' Foundation X) -> fxmm's SharedDINO.
 - :mod:`.fxmm_models`: building and loading fxmm's ``FoundationX`` / ``TeacherStudent``.
 - :mod:`.fxmm_export`: exporting an fxmm model to mmpretrain / mmdet / mmseg.
 """

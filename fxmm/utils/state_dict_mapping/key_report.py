@@ -36,6 +36,7 @@ class KeyReport:
         regenerated (list[str]): Target buffers computed by the model itself and taken from it.
         notes (list[str]): Remarks on exactness (the converted model does not compute
             exactly what the source did, and why).
+        filled (int): Target-model keys given a converted value.
     """
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
@@ -44,6 +45,7 @@ class KeyReport:
     dropped: Dict[str, str] = field(default_factory=dict)
     regenerated: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    filled: int = 0
 
     def lines(self, limit: int = 40) -> List[str]:
         """The report as text lines, each list cut to ``limit`` entries."""
@@ -72,11 +74,17 @@ class KeyReport:
         out += section('notes', self.notes)
         return out
 
+    def summary(self) -> str:
+        """One line of counts, e.g. ``'1744 target keys filled; 0 missing, 0 shape-mismatched,
+        0 unused source keys; 154 dropped with their reason'``."""
+        return (f'{self.filled} target keys filled; {len(self.missing)} missing, '
+                f'{len(self.mismatched)} shape-mismatched, '
+                f'{len(self.unused) + len(self.unexpected)} unused source keys; '
+                f'{len(self.dropped)} dropped with their reason')
+
     def log(self, title: str) -> None:
-        """Print the report with mmengine's logger."""
-        body = self.lines()
-        print_log('\n'.join([f'{title}: ' + ('every key mapped' if not body else '')] + body),
-                  logger='current')
+        """Print the report (its :meth:`summary`, then the lists) with mmengine's logger."""
+        print_log('\n'.join([f'{title}: {self.summary()}'] + self.lines()), logger='current')
 
     def check(self, allow_missing: bool = False, allow_unused: bool = False) -> None:
         """Raise a :class:`ConversionError` listing the problems a user did not allow.
@@ -141,4 +149,5 @@ def match_state_dict(mapped: MappedStateDict,
             out[key] = value
     report.unexpected = [f'{k} (from {mapped.sources[k]})' for k in converted
                          if k not in reference]
+    report.filled = len(out) - len(report.regenerated)
     return out, report
