@@ -9,6 +9,7 @@ Masks are (H, W) arrays of 0/1 in the image's pixel grid; an RLE's ``size`` is `
 """
 from typing import Optional
 
+import cv2
 import numpy as np
 from pycocotools import mask as mask_util
 from scipy import ndimage
@@ -145,7 +146,8 @@ def decode_mask_sampled(rle: dict, rows: np.ndarray, cols: np.ndarray,
 
     Works on the runs: the mask's value flips at every run end (column-major pixel order), so
     each sampled column starts with the parity of the run ends before it and flips at the
-    sampled rows past each run end inside it. The cost grows with the runs and the output,
+    sampled rows past each run end inside it; the output is written as those constant
+    segments. The cost grows with the runs and the output,
     not with the mask: a 3072 x 2560 mask sampled at 512 x 427 costs what a 512 px one does.
 
     Args:
@@ -171,14 +173,21 @@ def decode_mask_sampled(rle: dict, rows: np.ndarray, cols: np.ndarray,
     flips = ends[np.repeat(first, counts) + np.arange(counts.sum())
                  - np.repeat(np.cumsum(counts) - counts, counts)]
     at_row = np.searchsorted(rows, flips - starts[column], side='left')
-    # flips per (output column, output row), summed along each column in uint8: the sum
-    # may wrap, its parity does not
-    toggles = np.bincount(column * (len(rows) + 1) + at_row,
-                          minlength=len(cols) * (len(rows) + 1)).astype(np.uint8)
-    toggles = toggles.reshape(len(cols), len(rows) + 1)[:, :len(rows)]
-    values = np.cumsum(toggles, axis=1, dtype=np.uint8)
-    values += (first & 1).astype(np.uint8)[:, None]
-    return np.ascontiguousarray((values & 1).T)
+    inside = at_row < len(rows)  # a flip past the last sampled row changes no output pixel
+    column, at_row = column[inside], at_row[inside]
+    # the output, column-major, is a sequence of constant segments: flip events at
+    # column * h + row, plus one at a column's start where its first value differs from the
+    # previous column's last; events at the same place cancel in pairs
+    h, w = len(rows), len(cols)
+    start = (first & 1).astype(np.int64)
+    end = start ^ (np.bincount(column, minlength=w) & 1)
+    restart = np.flatnonzero(start[1:] != end[:-1]) + 1
+    events, times = np.unique(np.concatenate((column * h + at_row, restart * h)),
+                              return_counts=True)
+    events = events[times & 1 == 1]
+    lengths = np.diff(np.concatenate(([0], events, [h * w])))
+    values = ((start[0] + np.arange(len(lengths))) & 1).astype(np.uint8)
+    return cv2.transpose(np.repeat(values, lengths).reshape(w, h))  # numpy's is 10x slower
 
 
 def masks_to_boxes(mask: np.ndarray, connectivity: int = 8) -> np.ndarray:
