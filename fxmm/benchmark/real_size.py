@@ -89,8 +89,8 @@ def with_reduced_decoding(pipeline: list, side: int) -> list:
             for t in copy.deepcopy(pipeline)]
 
 
-# what the cls and loc runs leave out of an entry
-_WITHOUT = dict(cls=dict(instances=[], seg={}), loc=dict(seg={}))
+# what the cls and loc runs leave out of an entry (a cls-only or loc-only dataset's)
+_WITHOUT = dict(cls=dict(instances=[], seg={}, seg_classes=[]), loc=dict(seg={}, seg_classes=[]))
 
 
 class _Cases:
