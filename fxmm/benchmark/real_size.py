@@ -132,7 +132,7 @@ def _difference(a: dict, b: dict) -> dict:
         boxes_a, boxes_b = sa.gt_instances.bboxes.numpy(), sb.gt_instances.bboxes.numpy()
         out['boxes_max_px'] = (float(np.abs(boxes_a - boxes_b).max(initial=0.))
                                if boxes_a.shape == boxes_b.shape else float('inf'))
-    if 'gt_seg_masks' in sa:
+    if 'gt_seg_masks' in sa and len(sa.gt_seg_masks.data):  # a dataset with seg classes
         masks_a, masks_b = sa.gt_seg_masks.data.numpy(), sb.gt_seg_masks.data.numpy()
         out['mask_pixels_differing'] = (float((masks_a != masks_b).mean())
                                         if masks_a.shape == masks_b.shape else 1.)
