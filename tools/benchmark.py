@@ -7,7 +7,9 @@
 Subcommands: ``step`` (training step per task: FX, + teacher, locked phases, against the
 single-task mmpretrain / mmdet / mmseg models), ``infer`` (``predict(heads='all')`` against
 the three references, batch 1 and 16), ``data`` (DICOM pipeline against raw pydicom, data
-share of an iteration), ``scaling`` (input size, number of datasets; PNG) and ``all`` (the
+share of an iteration; the paper config's pipelines on real-size files of every dataset's
+format from the originals, with reduced decoding and from a prepared store, in cores per
+GPU at ``--gpu-samples-per-s``), ``scaling`` (input size, number of datasets; PNG) and ``all`` (the
 four, plus the AMP x checkpointing variants on CUDA). Each writes ``<out-dir>/<name>.json``
 and ``<name>.md`` (``name`` = the subcommand, ``benchmark`` for ``all``).
 """
@@ -15,13 +17,18 @@ import argparse
 import shlex
 import sys
 import time
+from typing import Optional
 
 import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from fxmm import benchmark
+from fxmm.benchmark.real_inputs import REAL_INPUTS
+from fxmm.benchmark.real_size import GPU_SAMPLES_PER_S, PAPER_CONFIG
 from fxmm.utils.launch import load_config
+
+REAL_INPUT_NAMES = [i.name for i in REAL_INPUTS]
 
 SUBCOMMANDS = ('step', 'infer', 'data', 'scaling', 'all')
 
@@ -48,12 +55,27 @@ def parse_args(argv=None):
     parser.add_argument('--dicom-files', type=int, default=16)
     parser.add_argument('--dicom-size', type=int, default=512)
     parser.add_argument('--data-iters', type=int, default=8)
+    parser.add_argument('--gpu-samples-per-s', type=float, default=GPU_SAMPLES_PER_S,
+                        help='GPU training rate the data cores are sized for (default: the H100 '
+                             "rate of the paper config's cls step, fp32 with teacher, batch 24, "
+                             'docs/reliability.md)')
+    parser.add_argument('--real-files', type=int, default=3,
+                        help='files per real-size input (0: no real-size part)')
+    parser.add_argument('--real-inputs', nargs='+', default=None, choices=REAL_INPUT_NAMES,
+                        help='the real-size inputs (default: all)')
+    parser.add_argument('--real-config', default=PAPER_CONFIG,
+                        help='the config whose pipelines, workers and batch the real-size part '
+                             'uses (default: the paper config, 224 px)')
+    parser.add_argument('--store-side', type=int, default=512,
+                        help='long side of the prepared store and of the reduced decoding')
+    parser.add_argument('--share-batches', type=int, default=8,
+                        help='counted batches of the data share at the GPU rate (0: skip)')
     parser.add_argument('--amp', action='store_true', help='bf16 autocast (AMP optim wrapper)')
     parser.add_argument('--with-cp', action='store_true',
                         help='gradient checkpointing of the Swin stages')
     parser.add_argument('--quick', action='store_true',
                         help='2 rounds, inference at batch 1 and 4, scaling at 224/448 and '
-                             '3/11 datasets, 8 DICOM files')
+                             '3/11 datasets, 8 DICOM files, 2 files per real-size input')
     parser.add_argument('--no-profile', action='store_true',
                         help='no torch.profiler table for the targets not met')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
@@ -63,11 +85,22 @@ def parse_args(argv=None):
     if args.quick:
         args.repeats = args.repeats or 2
         args.infer_batch_sizes, args.dicom_files = [1, 4], 8
+        args.real_files = min(args.real_files, 2)
         args.scaling_sizes, args.scaling_datasets = args.scaling_sizes[:2], [3, 11]
     args.repeats = args.repeats or 8
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error('--device cuda: torch sees no GPU here')
     return args
+
+
+def real_size_args(args) -> Optional[dict]:
+    """The arguments of the real-size part of ``data`` (None: skipped)."""
+    if not args.real_files:
+        return None
+    inputs = [i for i in REAL_INPUTS if args.real_inputs is None or i.name in args.real_inputs]
+    return dict(pipelines_cfg=load_config(args.real_config), num_files=args.real_files,
+                gpu_samples_per_s=args.gpu_samples_per_s, max_side=args.store_side,
+                share_batches=args.share_batches, inputs=inputs)
 
 
 def run(args) -> dict:
@@ -89,7 +122,8 @@ def run(args) -> dict:
         elif name == 'data':
             results[name] = benchmark.data_benchmark(
                 cfg, device=args.device, num_files=args.dicom_files, dicom_size=args.dicom_size,
-                repeats=min(args.repeats, 3), iters=args.data_iters, batch_size=args.batch_size)
+                repeats=min(args.repeats, 3), iters=args.data_iters, batch_size=args.batch_size,
+                real_size=real_size_args(args))
         else:
             results[name] = benchmark.scaling_benchmark(
                 cfg, sizes=args.scaling_sizes, num_datasets=args.scaling_datasets,

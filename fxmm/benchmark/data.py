@@ -9,6 +9,9 @@
 2. Data share: the config's train dataloader (its ``num_workers``) feeding training steps of
    the config's model; the share is the time spent waiting for ``next(batch)`` over the
    whole iteration.
+3. Real-size images (:mod:`fxmm.benchmark.real_size`): the paper config's pipelines on files
+   of every real dataset's format and size, from the originals, with reduced decoding and
+   from a prepared image store, and the cores per GPU each needs.
 """
 import copy
 import os.path as osp
@@ -25,6 +28,7 @@ from mmengine.runner import Runner
 from fxmm.registry import DATASETS, TRANSFORMS
 from fxmm.utils.setup_env import register_all_modules
 from . import models
+from .real_size import real_size_benchmark
 from .timing import cprofile_table, interleaved, summarize, synchronize
 
 PIPELINE_TARGET = 0.8  # pipeline throughput >= 0.8x raw pydicom decoding
@@ -163,9 +167,12 @@ def data_share_benchmark(cfg: Config, work_dir: str, device: str = 'cpu', iters:
 
 def data_benchmark(cfg: Config, device: str = 'cpu', num_files: int = 16,
                    dicom_size: int = 512, repeats: int = 3, iters: int = 8,
-                   batch_size: Optional[int] = None) -> dict:
-    """Both parts, on files written to a temporary folder (removed afterwards). The data
-    share is ``dict(skipped=<why>)`` for a config whose data is neither here nor phantoms."""
+                   batch_size: Optional[int] = None,
+                   real_size: Optional[dict] = None) -> dict:
+    """The three parts, on files written to a temporary folder (removed afterwards). The
+    data share is ``dict(skipped=<why>)`` for a config whose data is neither here nor
+    phantoms; ``real_size`` holds the arguments of
+    :func:`~fxmm.benchmark.real_size.real_size_benchmark` (None: that part is left out)."""
     with tempfile.TemporaryDirectory(prefix='fxmm_benchmark_') as tmp:
         pipeline = pipeline_benchmark(cfg, osp.join(tmp, 'dicom'), num_files, dicom_size,
                                       repeats)
@@ -174,4 +181,8 @@ def data_benchmark(cfg: Config, device: str = 'cpu', num_files: int = 16,
                                          batch_size=batch_size)
         except FileNotFoundError as err:  # a real-data config without its data here
             share = dict(skipped=str(err))
-        return dict(profiles=pipeline.pop('profiles'), pipeline=pipeline, data_share=share)
+        results = dict(profiles=pipeline.pop('profiles'), pipeline=pipeline, data_share=share)
+        if real_size is not None:
+            results['real_size'] = real_size_benchmark(osp.join(tmp, 'real'),
+                                                       repeats=min(repeats, 2), **real_size)
+        return results

@@ -119,7 +119,91 @@ def data_lines(res: dict) -> List[str]:
         rows.append([f"data share of an iteration ({d['num_workers']} workers, batch "
                      f"{d['batch_size']}, {d['iters']} iterations)", f"{d['share']['value']:.3f}",
                      f"< {d['share']['target']}", _met(d['share'])])
-    return lines + _table(['ratio', 'measured', 'target', ''], rows)
+    lines += _table(['ratio', 'measured', 'target', ''], rows)
+    return lines + (real_size_lines(res['real_size']) if res.get('real_size') else [])
+
+
+def real_size_lines(res: dict) -> List[str]:
+    """The real-size part of the data benchmark (:mod:`fxmm.benchmark.real_size`)."""
+    s, inputs = res['settings'], res['inputs']
+    rate = s['gpu_samples_per_s']
+    lines = ['### Real-size images: originals, reduced decoding, prepared store', '',
+             f"The config's cls / loc / seg training pipelines ({s['img_size']} px) on "
+             f"{s['files']} synthetic files per input x {s['repeats']} interleaved rounds, one "
+             'process, one core. `reduced`: `LoadCXRImage(min_decoded_side='
+             f"{s['max_side']})` (JPEG, JPEG baseline / JPEG 2000 DICOM); `store`: the image "
+             f"store of `tools/prepare_images.py --max-side {s['max_side']}` (raw pixels). "
+             f'Cores per GPU at {rate:g} samples/s = rate x seconds per image. Speed-up: '
+             'median [quartiles] of the per-file ratios original / variant. '
+             f"{s['cpu_count']} CPUs.", '']
+    lines += _table(
+        ['input', 'stands for', 'file KiB', 'stored (h x w)', 'stored KiB', 'prepare ms'],
+        [[n, r['datasets'], r['file_kib'], 'x'.join(str(v) for v in r['stored_shape']),
+          r['stored_kib'], r['prepare_ms']] for n, r in inputs.items()])
+    rows = []
+    for n, r in inputs.items():
+        for task, t in r['tasks'].items():
+            def get(key, v, t=t):
+                return t[key].get(v)
+            rows.append([f'{n} ({r["label"]})' if task == 'cls' else '', task,
+                         get('ms', 'original'), get('ms', 'reduced'), get('ms', 'store'),
+                         get('cores_per_gpu', 'original'), get('cores_per_gpu', 'reduced'),
+                         get('cores_per_gpu', 'store'),
+                         _ratio(t['speedup']['reduced']) if 'reduced' in t['speedup'] else None,
+                         _ratio(t['speedup']['store'])])
+    lines += _table(['input', 'task', 'original ms', 'reduced ms', 'store ms',
+                     'cores/GPU original', 'reduced', 'store', 'speed-up reduced',
+                     'speed-up store'], rows)
+    lines += ["How far the outputs are from the original pipeline's, with the same sample "
+              'seeds (worst file): image (0..1 after normalisation), boxes (input pixels), '
+              'masks (share of pixels); training = the worst of the three training '
+              'pipelines, test = resize (masks at the original size).', '']
+    rows = []
+    for n, r in inputs.items():
+        for variant, d in r['difference'].items():
+            train = [d[t] for t in ('cls', 'loc', 'seg') if t in d]
+            rows.append([n, variant, max(x['image_max'] for x in train),
+                         max(x['image_mean'] for x in train), d['test']['image_max'],
+                         d['test']['image_mean'],
+                         max(x.get('boxes_max_px', 0.) for x in train),
+                         max(x.get('mask_pixels_differing', 0.) for x in train),
+                         d['test'].get('mask_pixels_differing')])
+    lines += _table(['input', 'variant', 'train image max', 'mean', 'test image max', 'mean',
+                     'boxes max px', 'train masks', 'test masks'], rows)
+    names = sorted({k for f in res['formats'].values() for k in f})
+    lines += ['Store formats measured on the prepared images (decode ms / KiB; raw: the '
+              "store's read):", '']
+    lines += _table(['input'] + names,
+                    [[n] + [f"{f[k]['ms']:.2f} / {f[k]['kib']:.0f}" if k in f else None
+                            for k in names] for n, f in res['formats'].items()])
+    if res['share']:
+        lines += [f"Data share of a GPU step at {rate:g} samples/s: the config's loader "
+                  '(cls pipeline) feeding a consumer that sleeps batch / rate per batch, on '
+                  'this machine:', '']
+        lines += _table(['input', 'variant', 'workers', 'batch', 'share', 'loader samples/s'],
+                        [[n, v, x['num_workers'], x['batch_size'], x['share'],
+                          x['loader_samples_per_s']]
+                         for n, by in res['share'].items() for v, x in by.items()])
+    return lines
+
+
+def real_size_summary(res: dict) -> List[list]:
+    """The summary rows of the real-size targets."""
+    t, rate = res['targets'], res['settings']['gpu_samples_per_s']
+    speed = t['store_speedup']
+    rows = [['data: store / original cls pipeline (' + ', '.join(speed['values']) + ')',
+             ', '.join(f'{v:.1f}' for v in speed['values'].values()) or 'n/a',
+             f">= {speed['target']:g}", _met(speed)],
+            [f"data: store / original, slowest input ({t['no_slower']['input']})",
+             _fmt(t['no_slower']['value']), '>= 1', _met(t['no_slower'])],
+            [f"data: cores per GPU from the store at {rate:g} samples/s, most "
+             f"({t['cores_per_gpu']['where']})", _fmt(t['cores_per_gpu']['value']),
+             f"<= {t['cores_per_gpu']['target']:g}", _met(t['cores_per_gpu'])]]
+    if t['share']['value'] is not None:
+        rows.append([f'data: share of a GPU step at {rate:g} samples/s from the store',
+                     _fmt(t['share']['value']), f"< {t['share']['target']:g}",
+                     _met(t['share'])])
+    return rows
 
 
 def scaling_lines(res: dict, png: Optional[str]) -> List[str]:
@@ -202,6 +286,8 @@ def summary_lines(results: dict) -> List[str]:
         if 'share' in d:
             rows.append(['data: share of an iteration', f"{d['share']['value']:.3f}",
                          f"< {d['share']['target']}", _met(d['share'])])
+        if results['data'].get('real_size'):
+            rows += real_size_summary(results['data']['real_size'])
     return _table(['target', 'measured', 'bound', ''], rows) if rows else []
 
 

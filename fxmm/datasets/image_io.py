@@ -15,10 +15,19 @@ is one, so that a loader can crop and resize before converting
 - PNG (8/16-bit) and JPEG through OpenCV, colour converted to grey.
 - MetaImage (``.mha``, ``.mhd``) and NRRD through SimpleITK: 2-D, or 3-D with a single slice.
 - JSRT raw ``.IMG``: square big-endian uint16 without header, 12 bits used, stored inverted.
+- A path inside a prepared image store (:mod:`fxmm.datasets.image_store`): the store's
+  reduced copy of the image, with the original's size, intensity map and range.
+
+With ``min_decoded_side``, JPEG files, 8-bit JPEG baseline DICOM and JPEG 2000 DICOM are
+decoded at a reduced scale, 1/2, 1/4 or 1/8 (JPEG's DCT scaling through OpenCV's
+``IMREAD_REDUCED_GRAYSCALE_*``, JPEG 2000's resolution levels through Pillow's ``reduce``),
+the smallest that keeps the long side at least ``min_decoded_side`` pixels: the decoder
+skips most of its work. Other formats are decoded whole.
 
 Every failure raises :class:`CXRImageError`, a :class:`ValueError` whose message names the file
 and the reason.
 """
+import io
 import math
 import os.path as osp
 from typing import List, Optional, Tuple
@@ -27,10 +36,13 @@ import cv2
 import numpy as np
 import pydicom
 import SimpleITK as sitk
+from PIL import Image
 from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.encaps import generate_frames
+from pydicom.uid import (JPEG2000, ExplicitVRBigEndian, ExplicitVRLittleEndian,
+                         ImplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit)
 
 #: Pixel pitch of the JSRT digitiser in mm (JSRT database: 2048 x 2048, 0.175 mm).
 JSRT_PIXEL_SPACING = 0.175
@@ -69,19 +81,24 @@ class CXRImageError(ValueError):
         self.reason = reason
 
 
-def read_cxr_image(path: str, keep_stored: bool = False) -> Tuple[np.ndarray, dict]:
+def read_cxr_image(path: str, keep_stored: bool = False,
+                   min_decoded_side: Optional[int] = None) -> Tuple[np.ndarray, dict]:
     """Read a chest X-ray file as raw float intensities, higher = brighter.
 
     Args:
-        path (str): Local path of a DICOM, PNG, JPEG, MHA/MHD/NRRD or JSRT ``.IMG`` file.
+        path (str): Local path of a DICOM, PNG, JPEG, MHA/MHD/NRRD or JSRT ``.IMG`` file, or
+            ``<store>/<img_path>`` of a prepared image store.
         keep_stored (bool): when the intensities are a linear map of stored integers of a type
             in :data:`RESIZABLE_STORED_TYPES` (grey PNG/JPEG/MHA, JSRT, DICOM without LUT or
-            window: most radiographs), return those stored values and the map in
-            ``meta['stored_map']`` instead of converting the whole image to float32. Defaults
-            to False.
+            window: most radiographs; every store image), return those stored values and the
+            map in ``meta['stored_map']`` instead of converting the whole image to float32.
+            Defaults to False.
+        min_decoded_side (int, optional): decode a JPEG (file, 8-bit baseline DICOM) or JPEG
+            2000 DICOM at the smallest of the scales 1/8, 1/4, 1/2 whose long side is still
+            at least this many pixels (see the module docstring). None: full resolution.
 
     Returns:
-        tuple[np.ndarray, dict]: The image, float32 of shape (H, W) (or the stored integers,
+        tuple[np.ndarray, dict]: The image, float32 of shape (h, w) (or the stored integers,
         see ``keep_stored``), and its meta:
 
         - ``pixel_spacing`` (tuple[float, float] | None): (row, col) spacing in mm.
@@ -90,37 +107,91 @@ def read_cxr_image(path: str, keep_stored: bool = False) -> Tuple[np.ndarray, di
           image is always grey with higher = brighter.
         - ``bits_stored`` (int | None): bits per stored sample (None for float data).
         - ``source_format`` (str): ``'dicom'``, ``'png'``, ``'jpeg'``, ``'metaimage'``,
-          ``'nrrd'`` or ``'jsrt'``.
+          ``'nrrd'``, ``'jsrt'`` or ``'prepared'`` (a store image).
         - ``stored_map`` (tuple[float, float] | None): ``(slope, intercept)`` when the image
           holds stored values: intensity = ``slope * stored + intercept``; else None.
+        - ``original_shape`` (tuple[int, int]): (H, W) of the image at full resolution:
+          the image's own shape, or larger for a store image or a reduced decoding.
+        - ``scale`` (tuple[float, float]): (w / W, h / H), image pixels per original pixel:
+          (1, 1) at full resolution, 1 / the reduction for a reduced decoding (whose size
+          rounds up).
+        - ``value_range`` (tuple[float, float] | None): for a store image, the minimum and
+          maximum of the whole original image, in the returned values (stored or not), to
+          normalise it as the original; None otherwise (the image's own range is the
+          original's, or close to it after a reduced decoding).
 
     Raises:
         CXRImageError: The file is missing, of an unknown format, or cannot be decoded.
     """
     path = str(path)
+    if min_decoded_side is not None and not (isinstance(min_decoded_side, int)
+                                             and min_decoded_side > 0):
+        raise ValueError(f'min_decoded_side must be a positive int or None, got '
+                         f'{min_decoded_side!r}')
     if not osp.isfile(path):
-        raise CXRImageError(path, 'no such file')
-    fmt = _detect_format(path)
-    if fmt is None:
-        # a bare DICOM data set (no preamble, no known extension) is found only by parsing
-        try:
-            img, meta = _read_dicom(path)
-        except CXRImageError as e:
-            raise CXRImageError(
-                path, f'unknown image format: extension {osp.splitext(path)[1]!r}, no PNG/JPEG/'
-                f'DICOM/NRRD/MetaImage signature, and as DICOM: {e.reason}') from e
-        fmt = 'dicom'
+        img, meta = _read_store_image(path)
+        fmt = 'prepared'
     else:
-        img, meta = _READERS[fmt](path)
+        fmt = _detect_format(path)
+        if fmt is None:
+            # a bare DICOM data set (no preamble, no known extension) is found only by parsing
+            try:
+                img, meta = _read_dicom(path, min_decoded_side)
+            except CXRImageError as e:
+                raise CXRImageError(
+                    path, f'unknown image format: extension {osp.splitext(path)[1]!r}, no '
+                    f'PNG/JPEG/DICOM/NRRD/MetaImage signature, and as DICOM: {e.reason}') from e
+            fmt = 'dicom'
+        else:
+            img, meta = _READERS[fmt](path, min_decoded_side)
     meta['source_format'] = fmt
+    meta.setdefault('original_shape', img.shape[:2])
+    meta.setdefault('scale', (1., 1.))
+    meta.setdefault('value_range', None)
     stored_map = meta.pop('stored_map', None)
     if stored_map is not None and keep_stored and img.dtype in RESIZABLE_STORED_TYPES:
         meta['stored_map'] = stored_map
         return img, meta
     meta['stored_map'] = None
     if stored_map is not None:
+        meta['value_range'] = mapped_range(meta['value_range'], stored_map)
         return apply_linear(img, *stored_map), meta
     return img.astype(np.float32, copy=False), meta
+
+
+def mapped_range(value_range: Optional[Tuple[float, float]],
+                 stored_map: Tuple[float, float]) -> Optional[Tuple[float, float]]:
+    """The (min, max) of stored values mapped to intensities by (slope, intercept)."""
+    if value_range is None:
+        return None
+    slope, intercept = stored_map
+    return tuple(sorted(slope * float(v) + intercept for v in value_range))
+
+
+def _read_store_image(path: str) -> Tuple[np.ndarray, dict]:
+    """The image a path inside a prepared image store names; 'no such file' elsewhere."""
+    from .image_store import find_store  # the store module imports this one
+    found = find_store(path)
+    if found is None:
+        raise CXRImageError(path, 'no such file')
+    store, key = found
+    return store.read(key)
+
+
+def reduction_for(size: Tuple[int, int], min_side: Optional[int]) -> int:
+    """The largest of 8, 4, 2 whose reduced long side (rounded up) is still >= ``min_side``.
+
+    Args:
+        size (tuple[int, int]): (H, W) (or (W, H)) of the image at full resolution.
+        min_side (int, optional): the smallest long side wanted; None: no reduction.
+
+    Returns:
+        int: the reduction, 1 when even 1/2 would go below ``min_side``.
+    """
+    if min_side is None:
+        return 1
+    long_side = max(size)
+    return next((k for k in (8, 4, 2) if -(-long_side // k) >= min_side), 1)
 
 
 def _detect_format(path: str) -> Optional[str]:
@@ -153,8 +224,9 @@ def _to_grey(img: np.ndarray, order: str = 'RGB') -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- DICOM
-def _read_dicom(path: str) -> Tuple[np.ndarray, dict]:
-    """Read the first frame of a DICOM file (with or without preamble and file meta)."""
+def _read_dicom(path: str, min_decoded_side: Optional[int] = None) -> Tuple[np.ndarray, dict]:
+    """Read the first frame of a DICOM file (with or without preamble and file meta),
+    reduced for ``min_decoded_side`` when its syntax allows it (:func:`_reduced_frame`)."""
     try:
         ds = pydicom.dcmread(path, force=True)
     except Exception as e:  # pydicom raises many types on corrupt input
@@ -167,8 +239,13 @@ def _read_dicom(path: str) -> Tuple[np.ndarray, dict]:
     _set_missing_transfer_syntax(ds, path)
     photometric = _text_values(ds, _PHOTOMETRIC)
     photometric = 'MONOCHROME2' if photometric is None else '\\'.join(photometric).upper()
+    reduced = None
     try:
-        arr = _native_grey_frame(ds) if photometric in ('MONOCHROME1', 'MONOCHROME2') else None
+        if photometric in ('MONOCHROME1', 'MONOCHROME2'):
+            reduced = _reduced_frame(ds, min_decoded_side)
+            arr = reduced[0] if reduced else _native_grey_frame(ds)
+        else:
+            arr = None
         if arr is None:
             arr = pixel_array(ds, index=0)  # first frame only; unused high bits corrected
     except Exception as e:  # truncated data, missing plugin, bad group 0028 values, ...
@@ -180,6 +257,8 @@ def _read_dicom(path: str) -> Tuple[np.ndarray, dict]:
 
     meta = dict(pixel_spacing=_dicom_spacing(ds), photometric=photometric,
                 bits_stored=_us_value(ds, _BITS_STORED))
+    if reduced:
+        meta.update(original_shape=reduced[1], scale=(1 / reduced[2], 1 / reduced[2]))
     try:
         if photometric == 'PALETTE COLOR':
             arr = apply_color_lut(arr, ds)  # (H, W) indices -> (H, W, 3) RGB
@@ -211,6 +290,79 @@ def _set_missing_transfer_syntax(ds: pydicom.Dataset, path: str) -> None:
     ds.file_meta.TransferSyntaxUID = (
         ImplicitVRLittleEndian if implicit else
         ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+
+
+def _reduced_frame(ds: pydicom.Dataset, min_side: Optional[int]
+                   ) -> Optional[Tuple[np.ndarray, Tuple[int, int], int]]:
+    """The first grey frame of an 8-bit JPEG baseline or a JPEG 2000 data set, decoded at
+    the reduction :func:`reduction_for` gives (OpenCV's DCT scaling / Pillow's resolution
+    levels), or None (then the frame is decoded whole): no ``min_side``, no reduction, another
+    syntax or layout, or a codestream the reduced decoders do not take.
+
+    Returns:
+        tuple | None: the stored values (uint8 / uint16, (ceil(H / k), ceil(W / k))), the full
+        size (H, W) and the reduction k.
+    """
+    syntax = ds.file_meta.get('TransferSyntaxUID')
+    if min_side is None or syntax not in (JPEGBaseline8Bit, JPEG2000Lossless, JPEG2000):
+        return None
+    rows, cols, allocated, _, representation, samples = (
+        _us_value(ds, tag) for tag in _FRAME_TAGS)
+    if None in (rows, cols) or samples not in (None, 1) or representation == 1:
+        return None
+    k = reduction_for((rows, cols), min_side)
+    if k == 1:
+        return None
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    if syntax == JPEGBaseline8Bit:
+        arr = _imdecode_reduced(frame, k) if allocated == 8 else None
+    else:
+        arr, k = _j2k_reduced(frame, k)
+    if arr is None or k == 1 or arr.shape != (-(-rows // k), -(-cols // k)):
+        return None
+    return arr, (rows, cols), k
+
+
+def _imdecode_reduced(data: bytes, k: int) -> Optional[np.ndarray]:
+    """An 8-bit JPEG decoded grey at 1/k by DCT scaling (colour gives its luma)."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), _CV2_REDUCED_GREY[k])
+
+
+_CV2_REDUCED_GREY = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                     8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+
+
+def _j2k_reduced(codestream: bytes, k: int) -> Tuple[Optional[np.ndarray], int]:
+    """An unsigned one-component JPEG 2000 codestream decoded at 1/k (k a power of 2) or
+    less by Pillow, which discards resolution levels; (None, 1) for other codestreams.
+
+    Pillow sizes the output ``(W + k/2) // k`` where openjpeg decodes ``ceil(W / k)``; a
+    size where the two differ fails to decode, so the largest reduction <= k where they
+    agree is used. Pillow widens 9-16 bit samples to 16 bits (``v << (16 - bits)``); the
+    shift is undone.
+
+    Returns:
+        tuple[np.ndarray | None, int]: the decoded values and the reduction used.
+    """
+    start = codestream.find(b'\xff\x4f\xff\x51')  # SOC, SIZ (also inside a JP2 wrapper)
+    if start < 0 or len(codestream) < start + 43:
+        return None, 1
+    siz = codestream[start + 4:]
+    xsiz, ysiz, x0, y0 = (int.from_bytes(siz[i:i + 4], 'big') for i in (4, 8, 12, 16))
+    components, depth = int.from_bytes(siz[36:38], 'big'), siz[38]
+    bits, signed = (depth & 0x7F) + 1, bool(depth & 0x80)
+    if components != 1 or signed or bits > 16 or x0 or y0:
+        return None, 1
+    while k > 1 and any(-(-n // k) != (n + k // 2) // k for n in (xsiz, ysiz)):
+        k //= 2
+    if k == 1:
+        return None, 1
+    with Image.open(io.BytesIO(codestream)) as im:
+        im.reduce = k.bit_length() - 1
+        arr = np.asarray(im)
+    if arr.dtype == np.uint16 and bits < 16:
+        arr = arr >> (16 - bits)
+    return arr, k
 
 
 _BITS_STORED, _PIXEL_REPRESENTATION = 0x00280101, 0x00280103
@@ -424,7 +576,7 @@ def _dicom_spacing(ds: pydicom.Dataset) -> Optional[Tuple[float, float]]:
 
 
 # ----------------------------------------------------------------------------- PNG / JPEG
-def _read_cv2(path: str) -> Tuple[np.ndarray, dict]:
+def _read_cv2(path: str, min_decoded_side: Optional[int] = None) -> Tuple[np.ndarray, dict]:
     """Read 8/16-bit PNG or JPEG with OpenCV at full depth; colour becomes grey."""
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
@@ -432,6 +584,33 @@ def _read_cv2(path: str) -> Tuple[np.ndarray, dict]:
     photometric = 'RGB' if img.ndim == 3 and img.shape[2] >= 3 else 'MONOCHROME2'
     return _grey_or_stored(img, 'BGR', dict(
         pixel_spacing=None, photometric=photometric, bits_stored=img.dtype.itemsize * 8))
+
+
+def _read_jpeg(path: str, min_decoded_side: Optional[int] = None) -> Tuple[np.ndarray, dict]:
+    """Read a JPEG file: by :func:`_read_cv2`, or decoded grey by DCT scaling at
+    :func:`reduction_for`'s reduction for ``min_decoded_side`` (its size read from the
+    header by Pillow)."""
+    reduced = None if min_decoded_side is None else _read_jpeg_reduced(path, min_decoded_side)
+    return _read_cv2(path) if reduced is None else reduced
+
+
+def _read_jpeg_reduced(path: str, min_side: int) -> Optional[Tuple[np.ndarray, dict]]:
+    """See :func:`_read_jpeg`; None when the size gives no reduction."""
+    try:
+        with Image.open(path) as im:
+            (width, height), mode = im.size, im.mode
+    except (OSError, ValueError) as e:  # Pillow's error for a corrupt header
+        raise CXRImageError(path, f'cannot read its JPEG header: {e}') from e
+    k = reduction_for((height, width), min_side)
+    if k == 1 or mode not in ('L', 'RGB', 'YCbCr', 'CMYK'):
+        return None
+    with open(path, 'rb') as f:
+        img = _imdecode_reduced(f.read(), k)
+    if img is None:
+        raise CXRImageError(path, 'OpenCV cannot decode it (corrupt or unsupported JPEG)')
+    return img, dict(pixel_spacing=None, photometric='MONOCHROME2' if mode == 'L' else 'RGB',
+                     bits_stored=8, stored_map=(1., 0.), original_shape=(height, width),
+                     scale=(1 / k, 1 / k))
 
 
 def _grey_or_stored(img: np.ndarray, order: str, meta: dict) -> Tuple[np.ndarray, dict]:
@@ -443,8 +622,8 @@ def _grey_or_stored(img: np.ndarray, order: str, meta: dict) -> Tuple[np.ndarray
 
 
 # ----------------------------------------------------------------------------- MHA / NRRD
-def _read_sitk(path: str) -> Tuple[np.ndarray, dict]:
-    """Read a 2-D (or single-slice 3-D) MetaImage/NRRD with SimpleITK."""
+def _read_sitk(path: str, min_decoded_side: Optional[int] = None) -> Tuple[np.ndarray, dict]:
+    """Read a 2-D (or single-slice 3-D) MetaImage/NRRD with SimpleITK, whole."""
     try:
         image = sitk.ReadImage(path)
     except RuntimeError as e:
@@ -463,8 +642,8 @@ def _read_sitk(path: str) -> Tuple[np.ndarray, dict]:
 
 
 # ----------------------------------------------------------------------------- JSRT
-def _read_jsrt(path: str) -> Tuple[np.ndarray, dict]:
-    """Read a JSRT raw image: square big-endian uint16, 12 bits, high value = dark."""
+def _read_jsrt(path: str, min_decoded_side: Optional[int] = None) -> Tuple[np.ndarray, dict]:
+    """Read a JSRT raw image: square big-endian uint16, 12 bits, high value = dark; whole."""
     with open(path, 'rb') as f:
         data = f.read()
     side = math.isqrt(len(data) // 2)
@@ -483,5 +662,5 @@ def _read_jsrt(path: str) -> Tuple[np.ndarray, dict]:
                      stored_map=(-1., float(JSRT_MAX_VALUE)))
 
 
-_READERS = {'dicom': _read_dicom, 'png': _read_cv2, 'jpeg': _read_cv2,
+_READERS = {'dicom': _read_dicom, 'png': _read_cv2, 'jpeg': _read_jpeg,
             'metaimage': _read_sitk, 'nrrd': _read_sitk, 'jsrt': _read_jsrt}

@@ -9,10 +9,12 @@ import SimpleITK as sitk
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, pixel_array
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
 
 from fxmm.datasets.image_io import (CXRImageError, _grey_pipeline, _linear_map,
                                     _native_grey_frame, _output_range, apply_linear,
-                                    read_cxr_image)
+                                    read_cxr_image, reduction_for)
+from fxmm.testing.dicom import write_compressed_grey_dicom
 from fxmm.testing.dicom import write_grey_dicom as write_dicom
 
 
@@ -34,6 +36,11 @@ def write_without_meta(src, dst, implicit_vr):
     return str(dst)
 
 
+def full_resolution(shape):
+    """The meta of an image read whole: its own size, scale 1, its own value range."""
+    return dict(original_shape=tuple(shape), scale=(1., 1.), value_range=None)
+
+
 RAMP12 = np.array([[0, 100, 1000], [2000, 3000, 4095]], dtype=np.uint16)
 
 
@@ -46,7 +53,8 @@ def test_dicom_rescale_matches_stored_values():
     np.testing.assert_array_equal(img, expected)
     assert float(ds.RescaleIntercept) == -1024  # so the test did shift the values
     assert meta == dict(pixel_spacing=(0.661468, 0.661468), photometric='MONOCHROME2',
-                        bits_stored=16, source_format='dicom', stored_map=None)
+                        bits_stored=16, source_format='dicom', stored_map=None,
+                        **full_resolution((128, 128)))
 
 
 @pytest.mark.parametrize('name', [
@@ -300,7 +308,8 @@ def test_png_8_and_16_bit_exact(tmp_path):
         img, meta = read_cxr_image(path)
         np.testing.assert_array_equal(img, pixels)
         assert meta == dict(pixel_spacing=None, photometric='MONOCHROME2', bits_stored=bits,
-                            source_format='png', stored_map=None)
+                            source_format='png', stored_map=None,
+                            **full_resolution(img.shape))
 
 
 def test_png_colour_becomes_luma(tmp_path):
@@ -342,7 +351,8 @@ def test_sitk_formats_exact_with_spacing(tmp_path, name, source_format):
     img, meta = read_cxr_image(str(tmp_path / name))
     np.testing.assert_array_equal(img, pixels)
     assert meta == dict(pixel_spacing=(0.5, 0.25), photometric='MONOCHROME2', bits_stored=16,
-                        source_format=source_format, stored_map=None)
+                        source_format=source_format, stored_map=None,
+                        **full_resolution(img.shape))
 
 
 def test_sitk_single_slice_volume(tmp_path):
@@ -366,7 +376,8 @@ def test_jsrt_img_inverted(tmp_path):
     img, meta = read_cxr_image(str(tmp_path / 'JPCLN001.IMG'))
     np.testing.assert_array_equal(img, 4095 - pixels.astype(np.int64))
     assert meta == dict(pixel_spacing=None, photometric='MONOCHROME1', bits_stored=12,
-                        source_format='jsrt', stored_map=None)
+                        source_format='jsrt', stored_map=None,
+                        **full_resolution(img.shape))
 
 
 def test_jsrt_full_size_has_spacing(tmp_path):
@@ -429,3 +440,54 @@ def test_keep_stored_returns_the_stored_values_and_their_map(tmp_path):
     for path in (str(tmp_path / 'rgb.png'), windowed):
         img, meta = read_cxr_image(path, keep_stored=True)
         assert img.dtype == np.float32 and meta['stored_map'] is None
+
+
+# ----------------------------------------------------------------------------- reduced decoding
+def smooth(height, width, top):
+    """A smooth image of 0..top stored values (JPEG keeps it close)."""
+    y, x = np.mgrid[0:height, 0:width]
+    return (top * (0.2 + 0.3 * np.sin(x / 17.) ** 2 + 0.4 * y / height)).astype(
+        np.uint8 if top < 256 else np.uint16)
+
+
+def test_reduction_is_the_largest_keeping_the_long_side():
+    assert reduction_for((3056, 2544), 512) == 4  # 764 px; 1/8 would give 382
+    assert reduction_for((1024, 1024), 512) == 2
+    assert reduction_for((1024, 1023), 128) == 8
+    assert reduction_for((390, 320), 512) == 1 and reduction_for((3056, 2544), None) == 1
+
+
+@pytest.mark.parametrize('kind,size,bits,k', [
+    ('jpeg', (300, 260), 8, 4),  # 75 x 65 at 1/4; 1/8 would give 38 < 64
+    (JPEGBaseline8Bit, (200, 160), 8, 2),
+    (JPEG2000Lossless, (256, 192), 12, 2),
+    (JPEG2000Lossless, (201, 161), 12, 2),  # 1/4 of 161 px: Pillow, openjpeg give 40, 41
+])
+def test_reduced_decoding_is_the_area_average(tmp_path, kind, size, bits, k):
+    pixels = smooth(*size, (1 << bits) - 1)
+    if kind == 'jpeg':
+        path = str(tmp_path / 'x.jpg')
+        cv2.imwrite(path, pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    else:
+        path = write_compressed_grey_dicom(tmp_path / 'x.dcm', pixels, kind, bits_stored=bits)
+    full, meta_full = read_cxr_image(path, keep_stored=True)
+    reduced, meta = read_cxr_image(path, keep_stored=True,
+                                   min_decoded_side=max(size) // 4 + (k == 2))
+    assert meta_full['scale'] == (1., 1.) and full.shape == size
+    assert reduced.shape == (-(-size[0] // k), -(-size[1] // k)) and reduced.dtype == full.dtype
+    assert meta['original_shape'] == size and meta['scale'] == (1 / k, 1 / k)
+    assert meta['stored_map'] == meta_full['stored_map'] == (1., 0.)
+    area = cv2.resize(full.astype(np.float32), reduced.shape[::-1], interpolation=cv2.INTER_AREA)
+    step = (1 << bits) / 256  # one 8-bit grey level
+    assert np.abs(reduced - area).mean() < 1.5 * step
+    if kind == 'jpeg':
+        np.testing.assert_array_equal(read_cxr_image(path, min_decoded_side=300)[0], full)
+
+
+def test_reduced_decoding_leaves_other_formats_whole(tmp_path):
+    path = str(tmp_path / 'x.png')
+    cv2.imwrite(path, smooth(128, 96, 255))
+    img, meta = read_cxr_image(path, min_decoded_side=16)
+    assert img.shape == (128, 96) and meta['scale'] == (1., 1.)
+    with pytest.raises(ValueError, match='min_decoded_side'):
+        read_cxr_image(path, min_decoded_side=0)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_util
 
-from fxmm.structures.mask_rle import decode_mask, encode_mask, masks_to_boxes, rle_run_lengths
+from fxmm.structures.mask_rle import (decode_mask, decode_mask_sampled, encode_mask,
+                                     masks_to_boxes, rle_run_lengths)
 
 
 def test_round_trip_random_masks():
@@ -19,6 +20,22 @@ def test_round_trip_random_masks():
         runs = rle_run_lengths(rle)
         assert runs.sum() == height * width
         assert runs[1::2].sum() == mask.sum()
+
+
+def test_sampled_decoding_equals_indexing_the_whole_mask():
+    rng = np.random.default_rng(1)
+    for trial in range(60):
+        height, width = (int(v) for v in rng.integers(1, 50, size=2))
+        mask = (rng.random((height, width)) < rng.random()).astype(np.uint8)
+        if trial % 4 == 0:
+            mask[:] = trial % 8 == 0  # all 0 / all 1: one run, or a first run of 0 zeros
+        rows = np.sort(rng.integers(0, height, rng.integers(1, 30)))  # repeats: upsampling
+        cols = rng.integers(0, width, rng.integers(1, 30))
+        sampled = decode_mask_sampled(encode_mask(mask), rows, cols, height, width)
+        assert sampled.dtype == np.uint8 and sampled.flags.c_contiguous
+        np.testing.assert_array_equal(sampled, mask[rows][:, cols])
+    with pytest.raises(ValueError, match='does not match the image size'):
+        decode_mask_sampled(encode_mask(mask), rows[:1], cols[:1], height + 1, width)
 
 
 def test_large_runs_use_the_difference_coding():

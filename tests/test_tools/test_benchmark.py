@@ -23,7 +23,8 @@ CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
 TINY = ['--config', CONFIG, '--size', '64', '--batch-size', '2', '--repeats', '1', '--warmup',
         '0', '--infer-batch-sizes', '1', '2', '--scaling-sizes', '64', '96',
         '--scaling-datasets', '1', '2', '3', '--dicom-files', '3', '--dicom-size', '64',
-        '--data-iters', '2', '--threads', '1']
+        '--data-iters', '2', '--threads', '1', '--real-files', '1', '--real-inputs', 'jpeg_390',
+        'png8_512', '--share-batches', '0', '--real-config', CONFIG]
 TASKS = ('cls', 'loc', 'seg')
 
 _spec = importlib.util.spec_from_file_location('benchmark_cli',
@@ -97,6 +98,17 @@ def test_infer_data_and_scaling_sections(all_report):
     assert set(pipeline['files_per_s']) == {'pipeline', 'load_only', 'pydicom'}
     assert 0 < share['share']['value'] < 1 and share['num_workers'] == 2
     assert len(share['pairs']) == 2
+    real = report['data']['real_size']
+    assert list(real['inputs']) == ['jpeg_390', 'png8_512'] and real['settings']['img_size'] == 128
+    for name, result in real['inputs'].items():
+        # both are stored whole (long side <= 512): the store gives the very same outputs
+        assert list(result['difference']) == ['store']  # no reduced decoding below 1024 px
+        for diff in result['difference']['store'].values():
+            assert diff['image_max'] == 0 and diff.get('mask_pixels_differing', 0) == 0
+        for task in ('cls', 'loc', 'seg'):
+            assert all(finite_positive(v) for v in result['tasks'][task]['cores_per_gpu'].values())
+    assert real['inputs']['jpeg_390']['stored_shape'] == [390, 320]
+    assert set(real['formats']['png8_512']) == {'raw (store)', 'png', 'webp lossless'}
     scaling = report['scaling']
     assert list(scaling['sizes']) == ['64', '96'] and list(scaling['datasets']) == ['1', '2', '3']
     decoders = [scaling['datasets'][n]['param_mib']['loc_decoders (per dataset)']
@@ -179,3 +191,34 @@ def test_data_share_is_skipped_with_the_reason_when_real_data_is_missing():
     result = data_benchmark(cfg, num_files=2, dicom_size=64, repeats=1, iters=1)
     assert 'CheXpert-v1.0-small' in result['data_share']['skipped']
     assert result['pipeline']['files'] == 2
+
+
+def test_real_size_benchmark_reduces_stores_and_measures_the_share(tmp_path):
+    """Two small inputs large enough to be reduced (long side 1100 / 600 at a 256 store)."""
+    from fxmm.benchmark.real_inputs import RealInput
+    from fxmm.benchmark.real_size import real_size_benchmark
+    inputs = [RealInput('jpeg_1100', 'MIMIC-like', 'jpeg', 1100, 900, 8),
+              RealInput('png16_600', '--to-png like', 'png', 600, 600, 12)]
+    cfg = Config.fromfile(CONFIG)
+    res = real_size_benchmark(str(tmp_path), cfg, num_files=1, repeats=1, max_side=256,
+                              share_batches=1, inputs=inputs, share_inputs=['png16_600'],
+                              gpu_samples_per_s=200.)
+    jpeg, png = res['inputs']['jpeg_1100'], res['inputs']['png16_600']
+    assert jpeg['stored_shape'] == [256, 209] and png['stored_shape'] == [256, 256]
+    assert list(jpeg['difference']) == ['reduced', 'store'] and list(png['difference']) == [
+        'store']
+    for result in (jpeg, png):
+        for variant, by_pipeline in result['difference'].items():
+            for diff in by_pipeline.values():
+                # the same image up to resampling; boxes within a pixel of the 128 px input
+                assert 0 < diff['image_max'] < 0.2 and diff['image_mean'] < 0.02
+                assert diff.get('boxes_max_px', 0) < 1
+                assert diff.get('mask_pixels_differing', 0) < 0.02
+        cls = result['tasks']['cls']
+        assert cls['cores_per_gpu']['store'] == pytest.approx(200 * cls['ms']['store'] / 1e3)
+    share = res['share']['png16_600']
+    assert set(share) == {'store', 'original'} and 0 <= share['store']['share'] < 1
+    assert share['store']['loader_samples_per_s'] > 0
+    assert share['store']['num_workers'] == cfg.train_dataloader.num_workers
+    assert set(res['targets']) == {'store_speedup', 'no_slower', 'cores_per_gpu', 'share'}
+    assert res['targets']['store_speedup']['values'] == {}  # the issue's inputs are not here

@@ -19,6 +19,10 @@ img_size = 224          # training and test crops
 test_size = 256         # val / test images are resized to it (Ark: Resize((256, 256)))
 train_batch_size = 50   # per GPU; the authors' batch is 200 in total (e.g. 4 GPUs x 50)
 num_workers = 8
+# Read the images from the store of tools/prepare_images.py (docs/datasets.md, "Preparing
+# images"): the store's folder inside each dataset's folder, e.g. 'prepared/512/'; 'none'
+# reads the original files. Or run with FXMM_IMAGE_STORE=prepared/512/ python tools/train.py
+image_store = '{{$FXMM_IMAGE_STORE:none}}'
 
 # the dataset configs in visit order (the authors' --data_set order of Ark-6)
 ark_pairs = ['mimic_cxr_data', 'chexpert_data', 'chestxray14_data', 'rsna_pneumonia_data',
@@ -65,6 +69,7 @@ def _pairs(split, pipeline):  # noqa: E302  (evaluated when the config is read)
             task='cls',
             dataset=dict(type='CXRDataset', data_root=data_root + data['folder'],
                          ann_file=data['ann_file'][split], task='cls', pipeline=pipeline,
+                         data_prefix=dict(img_path='' if image_store == 'none' else image_store),
                          test_mode=split != 'train', **kwargs)))
     return pairs
 

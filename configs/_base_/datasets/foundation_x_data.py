@@ -14,6 +14,10 @@ data_root = '{{$FXMM_DATA_ROOT:data/cxr}}/'  # holds the datasets in their offic
 img_size = 224          # Foundation X pretrains at 224 x 224
 train_batch_size = 24   # per GPU (paper: 24); one batch = one (dataset, task) pair
 num_workers = 8
+# Read the images from the store of tools/prepare_images.py (docs/datasets.md, "Preparing
+# images"): the store's folder inside each dataset's folder, e.g. 'prepared/512/'; 'none'
+# reads the original files. Or run with FXMM_IMAGE_STORE=prepared/512/ python tools/train.py
+image_store = '{{$FXMM_IMAGE_STORE:none}}'
 
 # (dataset, task) pairs in visit order: visit k trains pair k mod 20
 fx_pairs = [
@@ -78,6 +82,7 @@ def _pairs(split, pipelines):  # noqa: E302  (evaluated when the config is read)
             task=task,
             dataset=dict(type='CXRDataset', data_root=data_root + data['folder'],
                          ann_file=data['ann_file'][split], task=task, pipeline=pipelines[task],
+                         data_prefix=dict(img_path='' if image_store == 'none' else image_store),
                          test_mode=split != 'train', **kwargs)))
     return pairs
 

@@ -47,6 +47,10 @@ data_root = '{{$FXMM_DATA_ROOT:data/cxr}}/'  # the converters' output (docs/data
 img_size = 224          # the pretraining size of Foundation X
 train_batch_size = 24   # per GPU (the pretraining batch)
 num_workers = 8
+# Read the images from the store of tools/prepare_images.py (docs/datasets.md, "Preparing
+# images"): the store's folder inside each dataset's folder, e.g. 'prepared/512/'; 'none'
+# reads the original files. Or run with FXMM_IMAGE_STORE=prepared/512/ python tools/train.py
+image_store = '{{$FXMM_IMAGE_STORE:none}}'
 # Length of the run = the one visit of the target pair. The value is baked into the
 # sampler: on the command line set train_dataloader.sampler.iters_per_visit=<n>.
 max_iters = 2000
@@ -109,6 +113,7 @@ def _target(data, task, root=data_root, size=img_size, release=False, **train_kw
                   else data['test_kwargs'])
         dataset = dict(type='CXRDataset', data_root=root + data['folder'],
                        ann_file=data['ann_file'][split],
+                       data_prefix=dict(img_path='' if image_store == 'none' else image_store),
                        pipeline=pipelines['train'][task] if split == 'train'
                        else pipelines['test'], test_mode=split != 'train', **kwargs)
         return dict(dataset=dict(pairs=[dict(name=data['name'], task=task, dataset=dataset)]))

@@ -34,7 +34,7 @@ from mmdet.structures.bbox import HorizontalBoxes
 
 from fxmm.datasets.sample_rng import current_sample_rng
 from fxmm.registry import TRANSFORMS
-from .loading import apply_deferred_norm
+from .loading import apply_deferred_norm, decoded_scale
 
 
 def check_results(results: dict, transform: str) -> Tuple[int, int]:
@@ -240,10 +240,13 @@ class CXRRandomResizedCrop(LocalRandomTransform):
 
     The crop covers ``area_range`` of the image area with width/height ratio in
     ``ratio_range`` (log-uniform); after 10 failed draws it falls back to the largest central
-    crop within ``ratio_range``. Boxes are shifted and clipped to the crop; a box keeping less
-    than ``min_box_visibility`` of its area is dropped with its label (boxes left with no
-    area, and boxes of zero area, are always dropped). Masks are cropped and resized with
-    nearest neighbour.
+    crop within ``ratio_range``. On an image decoded smaller than its original (a store
+    image, a reduced decoding: :func:`~fxmm.datasets.transforms.loading.decoded_scale`) the
+    crop is drawn in the original's pixels and rounded onto the decoded ones, so the same
+    draws crop the same part of the image from the store as from the original file. Boxes
+    are shifted and clipped to the crop; a box keeping less than ``min_box_visibility`` of
+    its area is dropped with its label (boxes left with no area, and boxes of zero area, are
+    always dropped). Masks are cropped and resized with nearest neighbour.
 
     Required keys: ``img``. Modified keys: ``img``, ``gt_bboxes``, ``gt_bboxes_labels``,
     ``gt_seg_masks`` (each if present). Added keys: ``img_shape``, ``scale_factor`` (composed
@@ -305,7 +308,12 @@ class CXRRandomResizedCrop(LocalRandomTransform):
 
     def transform(self, results: dict) -> dict:
         h, w = check_results(results, type(self).__name__)
-        x0, y0, crop_w, crop_h = self.sample_crop(h, w)
+        scale = decoded_scale(results)
+        if scale is None:
+            x0, y0, crop_w, crop_h = self.sample_crop(h, w)
+        else:
+            x0, y0, crop_w, crop_h = _onto_grid(
+                self.sample_crop(*results['ori_shape'][:2]), scale, h, w)
         results['img'] = results['img'][y0:y0 + crop_h, x0:x0 + crop_w]
         if results.get('gt_seg_masks') is not None:
             results['gt_seg_masks'] = results['gt_seg_masks'][:, y0:y0 + crop_h,
@@ -324,6 +332,17 @@ class CXRRandomResizedCrop(LocalRandomTransform):
                 f'ratio_range={self.ratio_range}, '
                 f'min_box_visibility={self.min_box_visibility}, '
                 f'interpolation={self.interpolation!r})')
+
+
+def _onto_grid(crop: Tuple[int, int, int, int], scale: Tuple[float, float], h: int,
+               w: int) -> Tuple[int, int, int, int]:
+    """A crop (x0, y0, crop_w, crop_h) in original pixels, its edges rounded onto an (h, w)
+    image of ``scale`` (w, h) pixels per original pixel; at least one pixel wide and high."""
+    x0, y0, crop_w, crop_h = crop
+    x1, y1 = (min(max(round(v * s), 1), n) for v, s, n in ((x0 + crop_w, scale[0], w),
+                                                           (y0 + crop_h, scale[1], h)))
+    x0, y0 = (min(round(v * s), n - 1) for v, s, n in ((x0, scale[0], x1), (y0, scale[1], y1)))
+    return x0, y0, x1 - x0, y1 - y0
 
 
 @TRANSFORMS.register_module()

@@ -1,5 +1,7 @@
 """Loading transform: a chest X-ray file of any format -> a normalised float image, or its
-stored integers with the normalisation deferred to the first resize."""
+stored integers with the normalisation deferred to the first resize; from a prepared image
+store or a reduced decoding, at a smaller size than the original's, whose scale the
+results carry (``decoded_shape``, ``scale_factor``)."""
 import logging
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -11,11 +13,26 @@ from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
 from fxmm.registry import TRANSFORMS
-from ..image_io import CXRImageError, apply_linear, read_cxr_image
+from ..image_io import CXRImageError, apply_linear, mapped_range, read_cxr_image
 
 
 #: results key of a pending :class:`DeferredNorm`
 DEFERRED_NORM_KEY = 'deferred_norm'
+#: results key of the (h, w) of an image decoded smaller than its original (``ori_shape``)
+DECODED_SHAPE_KEY = 'decoded_shape'
+
+
+def decoded_scale(results: dict) -> Optional[Tuple[float, float]]:
+    """The (w, h) scale of an image that is still as :class:`LoadCXRImage` decoded it, at a
+    reduced size (a store image, a reduced decoding): ``scale_factor``, image pixels per
+    original pixel. None for an image decoded whole, or once a transform resized or cropped
+    it. Annotations loaded then (boxes, masks) and random crops drawn then are mapped from
+    the original pixels onto the decoded image with it.
+    """
+    shape = results.get(DECODED_SHAPE_KEY)
+    if shape is None or tuple(results['img_shape'][:2]) != tuple(shape):
+        return None
+    return results['scale_factor']
 
 
 def rescale_onto(img: np.ndarray, low: float, high: float,
@@ -126,6 +143,17 @@ class LoadCXRImage(BaseTransform):
     in pipelines of fxmm transforms up to the first resize (as the configs of ``configs/``
     do).
 
+    An image of a prepared store (``img_path`` inside a store folder, see
+    :mod:`fxmm.datasets.image_store`) or decoded at a reduced scale (``min_decoded_side``)
+    is smaller than the original, whose size stays ``ori_shape`` (and ``height``/``width``):
+    ``img_shape`` and ``decoded_shape`` are the decoded size, ``scale_factor`` the decoded
+    pixels per original pixel, so that ``LoadCXRAnnotations`` puts the boxes and masks on
+    the decoded image, random crops cover what they cover in the original, and evaluation
+    maps predictions back to the original pixels. A store image is normalised with the
+    minimum and maximum of the whole original image (``'minmax'``), so it gives what the
+    original gives up to resampling; ``'percentile'`` and a reduced decoding use the
+    decoded image's values.
+
     Required Keys:
 
     - img_path
@@ -142,9 +170,12 @@ class LoadCXRImage(BaseTransform):
     - img (np.ndarray): float32 (H, W), or (H, W, 3) with ``channels=3``, within ``out_range``;
       or the stored integers (H, W) with ``defer_norm``
     - deferred_norm (DeferredNorm): only with ``defer_norm``, for an image kept stored
-    - ori_shape (tuple[int, int]): (H, W) as decoded
-    - img_shape (tuple[int, int]): (H, W)
-    - pixel_spacing (tuple[float, float] | None): (row, col) in mm, None if the file lacks it
+    - ori_shape (tuple[int, int]): (H, W) of the original image
+    - img_shape (tuple[int, int]): (h, w) as decoded
+    - decoded_shape (tuple[int, int]): (h, w), only for an image decoded smaller than (H, W)
+    - scale_factor (tuple[float, float]): (w / W, h / H), only then
+    - pixel_spacing (tuple[float, float] | None): (row, col) in mm of the original pixels,
+      None if the file lacks it
 
     Args:
         out_range (Sequence[float]): (low, high) the intensities are mapped onto.
@@ -165,6 +196,11 @@ class LoadCXRImage(BaseTransform):
         defer_norm (bool): keep a linearly stored image in its stored type and leave the
             ``'minmax'`` normalisation to the first resize (see above). Ignored with
             ``'percentile'``. Defaults to False.
+        min_decoded_side (int, optional): decode JPEG files, 8-bit JPEG baseline DICOM and
+            JPEG 2000 DICOM at the smallest scale of 1/2, 1/4, 1/8 whose long side is still
+            at least this many pixels (e.g. 512 for training at 224 px), for training from
+            the originals; other formats are decoded whole. None: full resolution.
+            Defaults to None.
 
     Raises:
         CXRImageError: The image cannot be read, or its size differs from the annotation's
@@ -179,7 +215,8 @@ class LoadCXRImage(BaseTransform):
                  channels: int = 1,
                  backend_args: Optional[dict] = None,
                  ignore_empty: bool = False,
-                 defer_norm: bool = False) -> None:
+                 defer_norm: bool = False,
+                 min_decoded_side: Optional[int] = None) -> None:
         if len(out_range) != 2 or not out_range[0] < out_range[1]:
             raise ValueError(f'out_range must be (low, high) with low < high, got {out_range}')
         if intensity_norm not in ('minmax', 'percentile'):
@@ -190,6 +227,10 @@ class LoadCXRImage(BaseTransform):
                 f'percentiles must be (low, high) with 0 <= low < high <= 100, got {percentiles}')
         if channels not in (1, 3):
             raise ValueError(f'channels must be 1 or 3, got {channels}')
+        if min_decoded_side is not None and not (isinstance(min_decoded_side, int)
+                                                 and min_decoded_side > 0):
+            raise ValueError(f'min_decoded_side must be a positive int or None, got '
+                             f'{min_decoded_side!r}')
         self.out_range = tuple(float(v) for v in out_range)
         self.intensity_norm = intensity_norm
         self.percentiles = tuple(float(v) for v in percentiles)
@@ -198,6 +239,7 @@ class LoadCXRImage(BaseTransform):
         self.backend_args = backend_args.copy() if backend_args else None
         self.ignore_empty = ignore_empty
         self.defer_norm = defer_norm
+        self.min_decoded_side = min_decoded_side
 
     def transform(self, results: dict) -> Optional[dict]:
         """Load ``results['img_path']`` into ``results['img']``.
@@ -213,7 +255,8 @@ class LoadCXRImage(BaseTransform):
         try:
             with get_local_path(filename, backend_args=self.backend_args) as local_path:
                 raw, meta = read_cxr_image(
-                    local_path, keep_stored=self.defer_norm and self.intensity_norm == 'minmax')
+                    local_path, keep_stored=self.defer_norm and self.intensity_norm == 'minmax',
+                    min_decoded_side=self.min_decoded_side)
         except Exception as e:  # a missing or undecodable file; remote backends raise their own
             if not self.ignore_empty:
                 raise
@@ -221,31 +264,42 @@ class LoadCXRImage(BaseTransform):
                       level=logging.WARNING)
             return None
 
-        height, width = raw.shape
+        height, width = meta['original_shape']
         for key, size in (('height', height), ('width', width)):
             expected = results.get(key)
             if expected is not None and int(expected) != size:
                 raise CXRImageError(
-                    filename, f'decoded image is (H, W) = ({height}, {width}) but the annotation '
+                    filename, f'the image is (H, W) = ({height}, {width}) but the annotation '
                     f'gives height={results.get("height")}, width={results.get("width")}, so its '
                     'boxes and masks would not line up')
-        deferred = self._deferred_norm(raw, meta['stored_map'])
+        stored_map, value_range = meta['stored_map'], meta['value_range']
+        deferred = self._deferred_norm(raw, stored_map, value_range)
         if deferred is not None:
             results['img'] = raw
             results[DEFERRED_NORM_KEY] = deferred
         else:
-            results['img'] = to_channels(self._normalise(
-                raw if meta['stored_map'] is None else apply_linear(raw, *meta['stored_map']),
-                inplace=True), self.channels)
+            if stored_map is not None:
+                raw = apply_linear(raw, *stored_map)
+                value_range = mapped_range(value_range, stored_map)
+            results['img'] = to_channels(self._normalise(raw, inplace=True,
+                                                         value_range=value_range),
+                                         self.channels)
         results['ori_shape'] = (height, width)
-        results['img_shape'] = (height, width)
+        results['img_shape'] = raw.shape[:2]
+        if raw.shape[:2] != (height, width):
+            results[DECODED_SHAPE_KEY] = raw.shape[:2]
+            results['scale_factor'] = meta['scale']
         results['pixel_spacing'] = meta['pixel_spacing']
         results.setdefault('height', height)
         results.setdefault('width', width)
         return results
 
-    def _normalise(self, raw: np.ndarray, inplace: bool = False) -> np.ndarray:
+    def _normalise(self, raw: np.ndarray, inplace: bool = False,
+                   value_range: Optional[Tuple[float, float]] = None) -> np.ndarray:
         """Map raw intensities (H, W) linearly onto ``out_range``.
+
+        ``value_range`` (the original's min and max, for a store image) replaces the
+        image's own in ``'minmax'``.
 
         With ``to_float32`` the work is done in float32 (it differs from the float64
         computation only by float32 rounding; a min-max mapping onto (0, 1) is one correctly
@@ -260,18 +314,25 @@ class LoadCXRImage(BaseTransform):
         if self.intensity_norm == 'percentile':
             low, high = (float(v) for v in np.percentile(img, self.percentiles))
             np.clip(img, low, high, out=img)
+        elif value_range is not None:
+            low, high = value_range
         else:
             low, high = float(img.min()), float(img.max())
         return rescale_onto(img, low, high, self.out_range)
 
-    def _deferred_norm(self, stored: np.ndarray,
-                       stored_map: Optional[Tuple[float, float]]) -> Optional[DeferredNorm]:
+    def _deferred_norm(self, stored: np.ndarray, stored_map: Optional[Tuple[float, float]],
+                       value_range: Optional[Tuple[float, float]] = None
+                       ) -> Optional[DeferredNorm]:
         """The pending normalisation of stored values (H, W) whose intensities are
-        ``slope * stored + intercept`` (``stored_map``); None when the image is float (not
-        kept stored) or has no contrast."""
+        ``slope * stored + intercept`` (``stored_map``), over their minimum and maximum
+        (``value_range`` when given: a store image's original range); None when the image
+        is float (not kept stored) or has no contrast."""
         if stored_map is None or stored_map[0] == 0:
             return None
-        low, high, _, _ = cv2.minMaxLoc(stored)  # one pass, in the stored type
+        if value_range is None:
+            low, high, _, _ = cv2.minMaxLoc(stored)  # one pass, in the stored type
+        else:
+            low, high = value_range
         if not high > low:
             return None
         sign = 1 if stored_map[0] > 0 else -1
@@ -286,4 +347,4 @@ class LoadCXRImage(BaseTransform):
                 f'intensity_norm={self.intensity_norm!r}, percentiles={self.percentiles}, '
                 f'to_float32={self.to_float32}, channels={self.channels}, '
                 f'backend_args={self.backend_args}, ignore_empty={self.ignore_empty}, '
-                f'defer_norm={self.defer_norm})')
+                f'defer_norm={self.defer_norm}, min_decoded_side={self.min_decoded_side})')

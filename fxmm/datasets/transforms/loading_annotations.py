@@ -5,8 +5,21 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from fxmm.registry import TRANSFORMS
-from fxmm.structures.mask_rle import decode_mask
+from fxmm.structures.mask_rle import decode_mask, decode_mask_sampled
 from ..label_policies import apply_label_policy, check_label_policy
+from .loading import decoded_scale
+
+
+def nearest_pixels(size: int, scale: float, full_size: int) -> np.ndarray:
+    """The original pixel each of ``size`` pixels of a grid of ``scale`` pixels per original
+    pixel samples: the one its centre falls in, ``floor((i + 0.5) / scale)`` (as
+    ``cv2.INTER_NEAREST_EXACT``; an explicit scale also fits a reduced decoding, whose size
+    rounds up), clipped to ``full_size - 1``.
+
+    Returns:
+        np.ndarray: int64, shape (size,), non-decreasing.
+    """
+    return np.minimum(((np.arange(size) + 0.5) / scale).astype(np.int64), full_size - 1)
 
 
 @TRANSFORMS.register_module()
@@ -22,7 +35,9 @@ class LoadCXRAnnotations(BaseTransform):
 
     - ``gt_cls_label`` (np.ndarray): float32, shape (C,); 1 / 0 / -1 uncertain / nan missing,
       after ``label_policy``.
-    - ``gt_bboxes`` (np.ndarray): float32 ``[x1, y1, x2, y2]`` in pixels, shape (N, 4).
+    - ``gt_bboxes`` (np.ndarray): float32 ``[x1, y1, x2, y2]`` in pixels, shape (N, 4); on
+      an image decoded smaller than the original (a store image, a reduced decoding, see
+      :func:`~fxmm.datasets.transforms.loading.decoded_scale`) scaled onto it.
     - ``gt_bboxes_labels`` (np.ndarray): int64 indices into ``det_classes``, shape (N,).
     - ``gt_seg_masks`` (np.ndarray): uint8 0/1, shape (K, H, W) with K = len(seg_classes),
       at the annotation's (``height``, ``width``), the original image size; a class without
@@ -30,6 +45,8 @@ class LoadCXRAnnotations(BaseTransform):
       (training); loaded after it (``with_seg`` in a second ``LoadCXRAnnotations`` after
       ``CXRResize``, as the configs' test pipelines do) they stay at the original size, so
       that the Dice is computed at the original resolution, as mmseg's test pipelines do.
+      On an image still as decoded smaller than the original, they are sampled onto it
+      (:func:`nearest_pixels`) straight from the RLE (``decode_mask_sampled``).
 
     Args:
         with_cls (bool): load ``gt_cls_label``. Defaults to True.
@@ -67,8 +84,11 @@ class LoadCXRAnnotations(BaseTransform):
     @staticmethod
     def _load_bboxes(results: dict) -> None:
         instances = results.get('instances', [])
-        results['gt_bboxes'] = np.array([inst['bbox'] for inst in instances],
-                                        dtype=np.float32).reshape(-1, 4)
+        boxes = np.array([inst['bbox'] for inst in instances], dtype=np.float32).reshape(-1, 4)
+        scale = decoded_scale(results)
+        if scale is not None:
+            boxes *= np.array([*scale, *scale], dtype=np.float32)
+        results['gt_bboxes'] = boxes
         results['gt_bboxes_labels'] = np.array([inst['bbox_label'] for inst in instances],
                                                dtype=np.int64)
 
@@ -87,10 +107,20 @@ class LoadCXRAnnotations(BaseTransform):
         if unknown:
             raise ValueError(f"{results.get('img_path')}: seg has classes {sorted(unknown)} "
                              f'that are not in seg_classes {classes}')
-        masks = np.zeros((len(classes), height, width), dtype=np.uint8)
-        for k, name in enumerate(classes):
-            if name in seg:
-                masks[k] = decode_mask(seg[name], height, width)
+        scale = decoded_scale(results)
+        if scale is None:
+            masks = np.zeros((len(classes), height, width), dtype=np.uint8)
+            for k, name in enumerate(classes):
+                if name in seg:
+                    masks[k] = decode_mask(seg[name], height, width)
+        else:  # only the pixels the decoded grid samples: never the whole original mask
+            out_h, out_w = results['img_shape'][:2]
+            rows = nearest_pixels(out_h, scale[1], height)
+            cols = nearest_pixels(out_w, scale[0], width)
+            masks = np.zeros((len(classes), out_h, out_w), dtype=np.uint8)
+            for k, name in enumerate(classes):
+                if name in seg:
+                    masks[k] = decode_mask_sampled(seg[name], rows, cols, height, width)
         results['gt_seg_masks'] = masks
 
     def transform(self, results: dict) -> dict:

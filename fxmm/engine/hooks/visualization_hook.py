@@ -149,7 +149,10 @@ class CXRVisualizationHook(Hook):
         pair = pair_name(dataset, task)
         meta = {TASK_CLASSES_KEYS[task]: self._class_names(runner, mode, dataset, task, sample)}
 
-        img, _ = read_cxr_image(img_path)
+        img, img_meta = read_cxr_image(img_path)
+        if img.shape != img_meta['original_shape']:  # a store image: drawn at the original
+            # size, in whose pixels the predictions are
+            img = cv2.resize(img, img_meta['original_shape'][::-1], interpolation=cv2.INTER_LINEAR)
         masks = sample.get('pred_seg_masks')
         if masks is not None and tuple(masks.data.shape[-2:]) != img.shape:
             raise ValueError(

@@ -9,6 +9,8 @@ from pydicom.data import get_testdata_file
 
 from fxmm.datasets.image_io import CXRImageError
 from fxmm.datasets.transforms.loading import LoadCXRImage
+from fxmm.datasets.transforms.loading_annotations import LoadCXRAnnotations
+from fxmm.structures.mask_rle import encode_mask
 from fxmm.registry import TRANSFORMS
 
 
@@ -140,6 +142,7 @@ def test_local_backend_args(png16):
     (dict(percentiles=(99, 1)), 'percentiles'),
     (dict(percentiles=(0, 101)), 'percentiles'),
     (dict(channels=2), 'channels must be 1 or 3, got 2'),
+    (dict(min_decoded_side=0), 'min_decoded_side must be a positive int'),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -150,3 +153,24 @@ def test_repr_lists_arguments():
     text = repr(LoadCXRImage(intensity_norm='percentile', channels=3))
     assert text.startswith('LoadCXRImage(') and "intensity_norm='percentile'" in text
     assert 'channels=3' in text and 'percentiles=(0.5, 99.5)' in text
+    assert 'min_decoded_side=None' in text
+
+
+def test_reduced_jpeg_decoding_keeps_boxes_and_masks_on_the_image(tmp_path):
+    # a 257 x 200 JPEG, a bright rectangle rows 64..191, columns 40..119; at 1/4: 65 x 50
+    img = np.full((257, 200), 30, np.uint8)
+    img[64:192, 40:120] = 220
+    path = str(tmp_path / 'x.jpg')
+    cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    mask = (img > 100).astype(np.uint8)
+    results = dict(img_path=path, height=257, width=200, seg_classes=['x'],
+                   seg=dict(x=encode_mask(mask)),
+                   instances=[dict(bbox=[40., 64., 120., 192.], bbox_label=0)])
+    results = LoadCXRImage(min_decoded_side=64)(results)
+    assert results['img'].shape == results['decoded_shape'] == (65, 50)
+    assert results['ori_shape'] == (257, 200) and results['scale_factor'] == (0.25, 0.25)
+    results = LoadCXRAnnotations(with_cls=False)(results)
+    np.testing.assert_array_equal(results['gt_bboxes'], [[10., 16., 30., 48.]])
+    bright = results['img'] > 0.5
+    np.testing.assert_array_equal(results['gt_seg_masks'][0], bright)
+    assert bright[16:48, 10:30].all() and bright.sum() == 32 * 20
