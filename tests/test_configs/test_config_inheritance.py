@@ -8,8 +8,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from fxmm.engine.config_checks import check_config
 from fxmm.registry import MODELS
-from fxmm.utils.config_checks import check_config
 
 torch.set_num_threads(2)
 

@@ -31,9 +31,10 @@ from mmengine.runner import load_checkpoint
 
 import release_reference as ref
 from model_converter_tools import load_converter
+from fxmm.apis import build_in_scope, foundation_x_cfg
 from fxmm.testing.cli import run_python
-from fxmm.utils.state_dict_mapping import (KeyMapper, build_in_scope, foundation_x_cfg,
-                                           load_checkpoint_file, save_converted, swin_rules)
+from fxmm.utils.state_dict_mapping import (KeyMapper, load_checkpoint_file, save_converted,
+                                           swin_rules)
 from fxmm.utils.state_dict_mapping.idea_dino import (DinoLayout, DinoTarget, decoder_prefix,
                                                      dino_rules)
 
