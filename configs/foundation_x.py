@@ -38,14 +38,12 @@ warmup_start_factor = 0.01  # warm-up from 1e-6 (backbone 1e-7), as the authors'
 
 # ========================= Unmodified in most cases ===============================
 num_pairs = len(_base_.fx_pairs)
-class_keys = dict(cls='cls_classes', loc='det_classes', seg='seg_classes')
-# The heads are sized by the class lists of the tasks each dataset trains in `fx_pairs` only:
-# VinDr-CXR and ChestX-ray14 have boxes, but Foundation X trains their cls alone, so they get
-# no (never trained) DINO branch.
+# Every dataset's class lists, with heads for the tasks it trains in `fx_pairs` only: VinDr-CXR
+# and ChestX-ray14 have boxes, but Foundation X trains their cls alone, so they get no (never
+# trained) DINO branch.
 fx_model_datasets = {
-    _base_[var].name: {class_keys[task]: _base_[var][class_keys[task]]
-                       for pair_var, task in _base_.fx_pairs if pair_var == var}
-    for var, _ in _base_.fx_pairs
+    name: dict(classes, tasks=[task for var, task in _base_.fx_pairs if _base_[var].name == name])
+    for name, classes in _base_.fx_datasets.items()
 }
 student = dict(_base_.model, datasets=fx_model_datasets)
 # mmdet's semi-supervised pattern: one model owns the student and its frozen EMA teacher
@@ -74,7 +72,7 @@ param_scheduler = [
 auto_scale_lr = dict(enable=False, base_batch_size=24)
 
 custom_hooks = _base_.custom_hooks + [
-    # locks FOUNDATION_X_LOCK_MODULES (fxmm/engine/hooks/lock_release_hook.py) of the student
+    # locks the modules each task's datasets share (FoundationX.shared_modules) of the student
     dict(type='LockReleaseHook', lock_tasks=lock_tasks, lock_fraction=lock_fraction),
     dict(type='TeacherEMAHook', momentum=ema_momentum, interval=ema_interval),
 ]

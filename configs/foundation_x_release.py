@@ -22,8 +22,9 @@ with_untrained_seg_heads = True
 untrained_seg_heads = ('tbx11k', 'node21', 'rsna_pneumonia')
 
 # the class lists of configs/foundation_x.py, changed where the release differs
-release_datasets = {name: dict(seg_classes=['untrained'])
-                    for name in (untrained_seg_heads if with_untrained_seg_heads else ())}
+release_datasets = {
+    name: dict(seg_classes=['untrained'], tasks=[*_base_.fx_model_datasets[name].tasks, 'seg'])
+    for name in (untrained_seg_heads if with_untrained_seg_heads else ())}
 release_datasets['tbx11k'] = dict(release_datasets.get('tbx11k', {}), cls_classes=['TB'])
 model = dict(
     model=dict(

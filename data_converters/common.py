@@ -41,7 +41,7 @@ from mmengine.utils import ProgressBar
 
 from fxmm.datasets.cxr_dataset import ANNOTATION_VERSION
 from fxmm.datasets.image_io import read_cxr_image
-from .atomic_io import write_bytes_atomic, write_json_atomic
+from fxmm.utils.atomic_io import atomic_write_bytes, atomic_write_json
 from .report import ConversionReport
 from .result_cache import ResultCache, record_fingerprint
 from .splits import SPLITS, assign_split, check_fractions
@@ -310,7 +310,7 @@ class BaseConverter:
                     ok, buf = cv2.imencode('.png', png_array(img))
                     if not ok:
                         raise OSError(f'cannot encode {img_file} as PNG')
-                    write_bytes_atomic(buf.tobytes(), img_file)
+                    atomic_write_bytes(buf.tobytes(), img_file)
             entry = dict(img_path=osp.relpath(img_file, self.out).replace(os.sep, '/'),
                          height=int(img.shape[0]), width=int(img.shape[1]),
                          patient_id=str(record.get('patient_id') or record['key']))
@@ -397,7 +397,7 @@ class BaseConverter:
             path = self.ann_file(split)
             if items:
                 items.sort(key=lambda item: item[0])
-                write_json_atomic(dict(metainfo=self.metainfo(split, tasks),
+                atomic_write_json(dict(metainfo=self.metainfo(split, tasks),
                                        data_list=[entry for _, entry in items]), path)
                 report.converted[split] = len(items)
                 report.files.append(path)

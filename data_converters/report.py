@@ -3,7 +3,7 @@ official files found could not give."""
 from collections import Counter
 from typing import Dict, List, Optional
 
-from .atomic_io import write_json_atomic
+from fxmm.utils.atomic_io import atomic_write_json
 
 
 class ConversionReport:
@@ -80,4 +80,4 @@ class ConversionReport:
 
     def dump(self, path: str) -> None:
         """Write the report as JSON (atomically)."""
-        write_json_atomic(self.to_dict(), path, indent=1)
+        atomic_write_json(self.to_dict(), path, indent=1)

@@ -5,7 +5,7 @@ import os
 import os.path as osp
 from typing import Dict, Optional
 
-from .atomic_io import write_json_atomic
+from fxmm.utils.atomic_io import atomic_write_json
 
 
 class ResultCache:
@@ -39,7 +39,7 @@ class ResultCache:
             self._load()
         else:
             os.makedirs(folder)
-            write_json_atomic(options, options_path)
+            atomic_write_json(options, options_path)
         self._file = open(self.path, 'a', encoding='utf-8')
         if self._file.tell() and not _ends_with_newline(self.path):
             self._file.write('\n')  # after a torn last line

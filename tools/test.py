@@ -16,8 +16,8 @@ from mmengine.config import ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from fxmm.engine.config_checks import check_config
 from fxmm.utils import register_all_modules
-from fxmm.utils.config_checks import check_config
 from fxmm.utils.launch import (check_checkpoint, load_config, setup_cpu_distributed,
                                shutdown_distributed)
 

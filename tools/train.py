@@ -10,9 +10,9 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from fxmm.engine.config_checks import check_config
 from fxmm.engine.optim_wrappers import AMP_VARIANTS
 from fxmm.utils import register_all_modules
-from fxmm.utils.config_checks import check_config
 from fxmm.utils.launch import (check_checkpoint, find_resume_checkpoint, load_config,
                                setup_cpu_distributed,
                                shutdown_distributed)

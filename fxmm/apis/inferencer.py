@@ -47,14 +47,14 @@ from mmengine.utils import ProgressBar
 
 from fxmm.datasets.image_io import _EXTENSIONS as IMAGE_FORMAT_OF_SUFFIX
 from fxmm.datasets.image_io import CXRImageError
-from fxmm.models.foundation_x import CLASS_KEYS, FoundationX
+from fxmm.models.foundation_x import FoundationX
+from fxmm.models.teacher_student import COPIES, inner_model_cfg, select_copy
 from fxmm.registry import MODELS, TRANSFORMS
-from fxmm.structures.cxr_data_sample import TASKS, CXRDataSample, check_task
+from fxmm.structures.cxr_data_sample import CLASS_KEYS, TASKS, CXRDataSample, check_task
 from fxmm.structures.mask_rle import encode_mask
 from fxmm.utils import register_all_modules
 from fxmm.utils.atomic_io import atomic_write_bytes
-from .model_setup import (MODEL_COPIES, find_test_transforms, inference_model_cfg,
-                          select_model_copy)
+from .model_setup import find_test_transforms
 from .overlay import draw_overlay, overlay_png
 from .predictions_csv import predictions_to_csv
 
@@ -121,8 +121,8 @@ class FXInferencer(BaseInferencer):
             raise ValueError(f'score_thr must be in [0, 1], got {score_thr}')
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f'batch_size must be a positive int, got {batch_size!r}')
-        if use is not None and use not in MODEL_COPIES:
-            raise ValueError(f'use must be one of {MODEL_COPIES} or None, got {use!r}')
+        if use is not None and use not in COPIES:
+            raise ValueError(f'use must be one of {COPIES} or None, got {use!r}')
         if isinstance(model, str) and not osp.isfile(model):
             raise FileNotFoundError(f'config file {model!r} does not exist')
         if weights is not None and not osp.isfile(weights):
@@ -145,7 +145,7 @@ class FXInferencer(BaseInferencer):
     def _init_model(self, cfg: Config, weights: Optional[str], device: str) -> FoundationX:
         """Build the FoundationX of ``cfg.model`` and load ``weights`` into it, strictly."""
         with DefaultScope.overwrite_default_scope('fxmm'):
-            model = MODELS.build(inference_model_cfg(cfg.model))
+            model = MODELS.build(inner_model_cfg(cfg.model))
         if not isinstance(model, FoundationX):
             raise TypeError(f'FXInferencer needs a FoundationX (or TeacherStudent) model, the '
                             f'config builds a {type(model).__name__}')
@@ -154,7 +154,7 @@ class FXInferencer(BaseInferencer):
                       'initialisation', logger='current', level=logging.WARNING)
         else:
             checkpoint = _load_checkpoint(weights, map_location='cpu')
-            state_dict, self.loaded_copy = select_model_copy(
+            state_dict, self.loaded_copy = select_copy(
                 checkpoint.get('state_dict', checkpoint), self.use)
             try:
                 _load_checkpoint_to_model(model, state_dict, strict=True)

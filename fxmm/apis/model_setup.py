@@ -1,55 +1,25 @@
-"""What :class:`~fxmm.apis.FXInferencer` takes from a config and a checkpoint: the model
-config to build, the test transforms to reuse, and one copy of a ``TeacherStudent`` state dict.
+"""Building an fxmm model from a config and loading a checkpoint into it, for inference
+(:class:`~fxmm.apis.FXInferencer`) and for the checkpoint tools of ``tools/model_converters/``:
+the ``FoundationX`` of a config, a model built in any OpenMMLab scope, one copy of a
+checkpoint, and the test transforms a config uses.
 """
 import copy
-from collections import OrderedDict
+import importlib
 from typing import Dict, Optional, Tuple
 
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from torch import nn
 
-#: the two copies a TeacherStudent checkpoint holds, as ``use`` names them
-MODEL_COPIES = ('teacher', 'student')
+from fxmm.models.teacher_student import inner_model_cfg, select_copy
+from fxmm.utils.launch import load_config
+from fxmm.utils.setup_env import register_all_modules
+from fxmm.utils.state_dict_mapping import (ConversionError, StateDict, load_checkpoint_file,
+                                           select_state_dict)
 
-
-def select_model_copy(state_dict: dict, use: Optional[str] = None) -> Tuple[dict, Optional[str]]:
-    """Pick one model out of a ``TeacherStudent`` state dict.
-
-    A ``TeacherStudent`` checkpoint holds ``student.<key>`` and ``teacher.<key>`` (plus its
-    ``progress`` buffer); a ``FoundationX`` checkpoint holds ``<key>``. The chosen copy's keys
-    lose their prefix, the other copy and unprefixed keys are dropped; a plain state dict is
-    returned as it is.
-
-    Args:
-        state_dict (dict): The checkpoint's ``state_dict``.
-        use (str, optional): ``'teacher'`` or ``'student'``; None picks the teacher if the
-            checkpoint has one, else the student. Ignored for a plain state dict.
-
-    Returns:
-        tuple[dict, str | None]: The FoundationX state dict (keeping ``_metadata``) and the
-        copy it came from (None for a plain state dict).
-
-    Raises:
-        ValueError: ``use`` is not a copy name, or names a copy the checkpoint lacks.
-    """
-    if use is not None and use not in MODEL_COPIES:
-        raise ValueError(f'use must be one of {MODEL_COPIES} or None, got {use!r}')
-    present = [name for name in MODEL_COPIES
-               if any(key.startswith(name + '.') for key in state_dict)]
-    if not present:
-        return state_dict, None
-    if use is None:
-        use = present[0]
-    elif use not in present:
-        raise ValueError(f'the checkpoint has no {use} copy (its copies: {present})')
-    prefix = use + '.'
-    selected = OrderedDict((key[len(prefix):], value) for key, value in state_dict.items()
-                           if key.startswith(prefix))
-    metadata = getattr(state_dict, '_metadata', None)
-    if metadata is not None:
-        selected._metadata = OrderedDict(
-            (key[len(prefix):] if key.startswith(prefix) else '', value)
-            for key, value in metadata.items() if key.startswith(prefix) or key == use)
-    return selected, use
+# the registry module of each scope a model can be built in
+SCOPE_REGISTRIES = dict(fxmm='fxmm.registry', mmdet='mmdet.registry', mmseg='mmseg.registry',
+                        mmpretrain='mmpretrain.registry')
 
 
 def find_test_transforms(cfg: Config) -> Dict[str, dict]:
@@ -88,13 +58,85 @@ def find_test_transforms(cfg: Config) -> Dict[str, dict]:
     return found
 
 
-def inference_model_cfg(model_cfg: dict) -> dict:
-    """The FoundationX config of a model config; a TeacherStudent's inner model (built once,
-    not twice), with the TeacherStudent's data preprocessor if it sets one."""
-    model_cfg = copy.deepcopy(model_cfg)
-    if str(model_cfg.get('type', '')).rpartition('.')[2] != 'TeacherStudent':
-        return model_cfg
-    inner = model_cfg['model']
-    if model_cfg.get('data_preprocessor') is not None:
-        inner['data_preprocessor'] = model_cfg['data_preprocessor']
-    return inner
+def foundation_x_cfg(cfg: Config) -> dict:
+    """The ``FoundationX`` config of a config file's ``model`` (the inner ``model`` of a
+    ``TeacherStudent``, see :func:`~fxmm.models.teacher_student.inner_model_cfg`).
+
+    Raises:
+        ConversionError: the model is neither a FoundationX nor a TeacherStudent of one.
+    """
+    model = inner_model_cfg(cfg.model)
+    if str(model.get('type', '')).rpartition('.')[2] != 'FoundationX':
+        raise ConversionError(f"the config's model is {model.get('type')!r}; expected "
+                              'FoundationX or a TeacherStudent of one')
+    return model
+
+
+def build_in_scope(cfg: dict, scope: str) -> nn.Module:
+    """Build a model config in ``scope``'s registry (``'fxmm'``, ``'mmdet'``, ...), with its
+    weights as constructed (no ``init_weights``: nothing is downloaded or read)."""
+    register_all_modules(init_default_scope=False)
+    if scope not in SCOPE_REGISTRIES:
+        raise ValueError(f'unknown scope {scope!r}; one of {sorted(SCOPE_REGISTRIES)}')
+    models = importlib.import_module(SCOPE_REGISTRIES[scope]).MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        return models.build(copy.deepcopy(cfg))
+
+
+def fxmm_state_dict(checkpoint: dict,
+                    copy_name: Optional[str] = None) -> Tuple[StateDict, str]:
+    """The plain ``FoundationX`` state dict of an fxmm checkpoint: the copy
+    :func:`~fxmm.models.teacher_student.select_copy` picks from a ``TeacherStudent`` one, a
+    ``FoundationX`` one as it is.
+
+    Args:
+        checkpoint (dict): An mmengine checkpoint (``state_dict`` entry) or a state dict.
+        copy_name (str, optional): ``'student'`` or ``'teacher'``; None: the teacher.
+
+    Returns:
+        tuple: The state dict and a description of what was taken.
+    """
+    state_dict, entry = select_state_dict(checkpoint, candidates=('state_dict', ))
+    state_dict, taken = select_copy(state_dict, copy_name)
+    if taken is None:
+        return state_dict, f'{entry}: a FoundationX'
+    return state_dict, f'{entry}: the {taken} of a TeacherStudent'
+
+
+def load_fxmm_model(model_cfg: dict, state_dict: StateDict) -> nn.Module:
+    """Build the ``FoundationX`` of ``model_cfg`` and load ``state_dict`` into it strictly.
+
+    Returns:
+        nn.Module: The model in eval mode.
+
+    Raises:
+        ConversionError: If the checkpoint does not fit the config, naming the keys.
+    """
+    model = build_in_scope(model_cfg, 'fxmm')
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise ConversionError(
+            f'the checkpoint does not fit the config: {len(missing)} missing keys '
+            f'{missing[:10]}, {len(unexpected)} unexpected keys {unexpected[:10]}')
+    model.eval()
+    return model
+
+
+def load_fxmm_checkpoint(config: str,
+                         checkpoint: str,
+                         copy_name: Optional[str] = None,
+                         cfg_options: Optional[dict] = None) -> Tuple[nn.Module, dict, str]:
+    """Build the FoundationX of an fxmm config and load a checkpoint of it (strictly).
+
+    Args:
+        config (str): The fxmm config file.
+        checkpoint (str): An fxmm checkpoint of that config (FoundationX or TeacherStudent).
+        copy_name (str, optional): The copy of a TeacherStudent checkpoint; None: the teacher.
+        cfg_options (dict, optional): Overrides of the config.
+
+    Returns:
+        tuple: The model (eval mode), its ``FoundationX`` config and what was loaded.
+    """
+    model_cfg = foundation_x_cfg(load_config(config, cfg_options=cfg_options))
+    state_dict, what = fxmm_state_dict(load_checkpoint_file(checkpoint), copy_name)
+    return load_fxmm_model(model_cfg, state_dict), model_cfg, what

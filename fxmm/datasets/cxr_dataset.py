@@ -17,7 +17,7 @@ from mmengine.fileio import isdir, join_path, load
 from mmengine.logging import print_log
 
 from fxmm.registry import DATASETS
-from fxmm.structures import TASKS, check_task
+from fxmm.structures import CLASS_KEYS, TASKS, check_task
 from fxmm.structures.mask_rle import rle_run_lengths
 from .few_shot import describe_subset, few_shot_indices
 from .bad_image_policy import BadImagePolicy
@@ -28,8 +28,6 @@ from .sample_rng import current_sample_rng
 # The version of the annotation format this fxmm reads and its converters write.
 ANNOTATION_VERSION = 1
 
-# task -> the metainfo key of its class list
-CLASS_LISTS = {'cls': 'cls_classes', 'loc': 'det_classes', 'seg': 'seg_classes'}
 _CLS_VALUES = (1, 0, -1, None)
 _FILTER_KEYS = {'filter_empty_gt'}
 # what to do about a missing annotation file
@@ -94,7 +92,7 @@ def check_metainfo(meta: dict, ann_file: str) -> dict:
         raise fail('tasks', f'must be a non-empty list of distinct tasks from {TASKS}, '
                    f'got {tasks!r}')
     names = set()
-    for task, key in CLASS_LISTS.items():
+    for task, key in CLASS_KEYS.items():
         classes = meta.setdefault(key, [])
         if (not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes)
                 or len(set(classes)) != len(classes)):
@@ -514,7 +512,7 @@ class CXRDataset(BaseDataset):
         meta = self._metainfo
         info.update(dataset=meta['dataset'], task=self.task,
                     lr_pairs=[list(pair) for pair in meta['lr_pairs']],
-                    **{key: list(meta[key]) for key in CLASS_LISTS.values()})
+                    **{key: list(meta[key]) for key in CLASS_KEYS.values()})
         return info
 
     def get_cat_ids(self, idx: int) -> List[int]:

@@ -10,12 +10,10 @@ from mmengine.dataset.base_dataset import force_full_init
 from torch.utils.data import Dataset
 
 from fxmm.registry import DATASETS
-from fxmm.structures import check_task, pair_name
+from fxmm.structures import CLASS_KEYS, check_task, pair_name
 from .cxr_dataset import MISSING_ANN_FILE_HINT
 from .sample_rng import sample_rng
 
-# The metainfo key that holds the class names of each task (docs/design.md).
-TASK_CLASSES_KEYS = {'cls': 'cls_classes', 'loc': 'det_classes', 'seg': 'seg_classes'}
 # The keys a pair dict may have.
 PAIR_KEYS = ('dataset', 'task', 'name', 'weight')
 
@@ -187,10 +185,10 @@ class MultiTaskDataset(Dataset):
         for i, (name, task, dataset) in enumerate(
                 zip(self._pair_names, self.tasks, self.datasets)):
             meta = getattr(dataset, 'metainfo', None) or {}
-            classes[name] = list(meta.get(TASK_CLASSES_KEYS[task], meta.get('classes', ())))
+            classes[name] = list(meta.get(CLASS_KEYS[task], meta.get('classes', ())))
             datasets.setdefault(self._dataset_name(i), {
                 key: list(meta.get(key, ()))
-                for key in (*TASK_CLASSES_KEYS.values(), 'lr_pairs')
+                for key in (*CLASS_KEYS.values(), 'lr_pairs')
             })
         return dict(pair_names=list(self._pair_names), tasks=list(self.tasks),
                     classes=classes, datasets=datasets)

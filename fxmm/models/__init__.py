@@ -6,8 +6,8 @@ from .foundation_x import FoundationX
 from .heads import *  # noqa: F401,F403
 from .losses import MaskedBCEWithLogitsLoss, MultiLabelDiceLoss
 from .necks import *  # noqa: F401,F403
-from .teacher_student import TeacherStudent
+from .teacher_student import TeacherStudent, inner_model_cfg, join_copies, select_copy
 from .tta import TenCropTTA
 
 __all__ = ['FoundationX', 'MaskedBCEWithLogitsLoss', 'MultiLabelDiceLoss', 'TeacherStudent',
-           'TenCropTTA']
+           'TenCropTTA', 'inner_model_cfg', 'join_copies', 'select_copy']

@@ -9,12 +9,11 @@ from mmengine.structures import LabelData
 from torch import Tensor
 
 from fxmm.registry import MODELS
-from fxmm.structures.cxr_data_sample import TASKS, CXRDataSample, check_task, pair_name
+from fxmm.structures.cxr_data_sample import (CLASS_KEYS, TASKS, CXRDataSample, check_task,
+                                             pair_name)
 from .backbones import use_non_reentrant_checkpoint
 from .data_preprocessors.cxr_data_preprocessor import batch_pair
 
-# the per-dataset class lists a `datasets` entry may hold, and the task each one serves
-CLASS_KEYS = dict(cls='cls_classes', loc='det_classes', seg='seg_classes')
 # the data-sample field each task's predictions go to in predict(heads='task')
 PRED_FIELDS = dict(cls='pred_cls', loc='pred_instances', seg='pred_seg_masks')
 PREDICT_HEADS = ('task', 'all')
@@ -44,7 +43,12 @@ class FoundationX(BaseModel):
     The class lists are stated once, in ``datasets``; the model passes each task head
     ``dataset_classes=dict(<dataset>=<number of classes>)`` over the datasets that have
     classes for its task, so head configs must not set ``dataset_classes``. A task's head
-    must be given iff some dataset has classes for that task.
+    (and, for ``seg``, the shared decoder) is built iff some dataset has that task: a head
+    configured for a task no dataset has is left out (``None``), and a dataset with classes
+    for a task whose head is not configured is an error.
+
+    :meth:`shared_modules` names, per task, the modules that every dataset of the task shares
+    (what ``LockReleaseHook`` freezes by default).
 
     Prediction (``predict``) writes, per data sample:
 
@@ -64,14 +68,18 @@ class FoundationX(BaseModel):
             Its Swin blocks are made :class:`~fxmm.models.backbones.NonReentrantSwinBlock`,
             so that ``with_cp=True`` works under DDP (same parameters and state dict keys).
         datasets (dict[str, dict]): Dataset name -> ``dict(cls_classes=[...],
-            det_classes=[...], seg_classes=[...])``; absent or empty lists mean the dataset
-            has no such task. Names may not contain '.'.
+            det_classes=[...], seg_classes=[...], tasks=[...])``; absent or empty lists mean
+            the dataset has no such task. ``tasks`` (optional) names the tasks the model has
+            heads for on that dataset, by default every task with classes; the class lists
+            of the other tasks are then left out (e.g. a dataset with boxes trained for
+            classification only: ``tasks=['cls']``). Names may not contain '.'.
         cls_head (dict, optional): ``MultiDatasetClsHead`` config (no ``dataset_classes``).
         loc_head (dict, optional): ``SharedDINO`` config (no ``dataset_classes``); it must
             offer ``loss(feats, data_samples, dataset)``,
             ``predict(feats, data_samples, dataset, rescale)`` and
             ``predict_datasets(feats, data_samples, datasets, rescale)`` (one encoder run
-            for several datasets' decoders).
+            for several datasets' decoders), and name its shared parts in
+            ``shared_modules``.
         seg_neck (dict, optional): The shared seg decoder, ``SharedUperNet`` or
             ``PSPFPNNeck`` config; needed with ``seg_head``.
         seg_head (dict, optional): ``MultiDatasetSegHead`` config (no ``dataset_classes``).
@@ -93,6 +101,7 @@ class FoundationX(BaseModel):
         # built here, in fxmm's registry, so no default scope is needed
         super().__init__(data_preprocessor=MODELS.build(data_preprocessor), init_cfg=init_cfg)
         #: dataset -> dict(cls_classes=[...], det_classes=[...], seg_classes=[...])
+        #: (the lists of tasks left out by a ``tasks`` entry are empty)
         self.class_names = self._check_datasets(datasets)
         #: task -> names of the datasets that have a head for it, in ``datasets`` order
         self.task_datasets = {
@@ -108,30 +117,48 @@ class FoundationX(BaseModel):
         use_non_reentrant_checkpoint(self.backbone)
         self.cls_head = self._build_task_head('cls', cls_head)
         self.loc_head = self._build_task_head('loc', loc_head)
-        self.seg_neck = MODELS.build(seg_neck) if seg_neck is not None else None
+        # the seg decoder is built first, as its place in the state dict
+        self.seg_neck = (MODELS.build(seg_neck) if seg_neck is not None
+                         and self.task_datasets['seg'] else None)
         self.seg_head = self._build_task_head('seg', seg_head)
 
     @staticmethod
     def _check_datasets(datasets: Dict[str, dict]) -> Dict[str, Dict[str, list]]:
-        """Validate ``datasets`` and fill absent class lists with []."""
+        """Validate ``datasets``; the class lists of every dataset, [] where absent or
+        left out by its ``tasks``."""
         if not datasets:
             raise ValueError('FoundationX needs at least one entry in `datasets`')
+        allowed = (*CLASS_KEYS.values(), 'tasks')
         checked = {}
-        for name, classes in datasets.items():
+        for name, entry in datasets.items():
             if not isinstance(name, str) or not name or '.' in name:
                 raise ValueError(f'FoundationX: dataset name {name!r} must be a non-empty '
                                  "string without '.' (keys are '<dataset>.<task>')")
-            unknown = set(classes) - set(CLASS_KEYS.values())
+            unknown = set(entry) - set(allowed)
             if unknown:
                 raise ValueError(f'FoundationX: datasets[{name!r}] has unknown keys '
-                                 f'{sorted(unknown)}; allowed: {sorted(CLASS_KEYS.values())}')
-            checked[name] = {key: list(classes.get(key) or []) for key in CLASS_KEYS.values()}
-            if not any(checked[name].values()):
+                                 f'{sorted(unknown)}; allowed: {sorted(allowed)}')
+            classes = {task: list(entry.get(key) or []) for task, key in CLASS_KEYS.items()}
+            tasks = entry.get('tasks')
+            if tasks is not None:
+                if isinstance(tasks, str):
+                    raise ValueError(f'FoundationX: datasets[{name!r}].tasks must be a list of '
+                                     f'tasks, got the string {tasks!r}')
+                for task in tasks:
+                    check_task(task)
+                    if not classes[task]:
+                        raise ValueError(f'FoundationX: datasets[{name!r}] has {task!r} in '
+                                         f'`tasks` but no {CLASS_KEYS[task]}')
+                classes = {task: lists if task in tasks else []
+                           for task, lists in classes.items()}
+            if not any(classes.values()):
                 raise ValueError(f'FoundationX: datasets[{name!r}] has no classes for any task')
+            checked[name] = {CLASS_KEYS[task]: lists for task, lists in classes.items()}
         return checked
 
     def _build_task_head(self, task: str, cfg: Optional[dict]):
-        """Build ``task``'s head with ``dataset_classes`` from ``datasets``, or None."""
+        """Build ``task``'s head with ``dataset_classes`` from ``datasets``; None when no
+        dataset has the task."""
         names = self.task_datasets[task]
         if cfg is None:
             if names:
@@ -139,8 +166,7 @@ class FoundationX(BaseModel):
                                  f'no {task} head is configured')
             return None
         if not names:
-            raise ValueError(f'FoundationX: a {task} head is configured but no dataset has '
-                             f'{CLASS_KEYS[task]}')
+            return None
         if 'dataset_classes' in cfg:
             raise ValueError(f'FoundationX: do not set dataset_classes in the {task} head '
                              f'config; it is derived from the {CLASS_KEYS[task]} of `datasets`')
@@ -162,6 +188,31 @@ class FoundationX(BaseModel):
     def with_seg(self) -> bool:
         """bool: whether the model has a segmentation path."""
         return self.seg_head is not None
+
+    def shared_modules(self, task: str) -> Tuple[str, ...]:
+        """The modules ``task``'s path shares between its datasets, as prefixes of the
+        parameter names: ``cls`` the backbone; ``loc`` the backbone and the shared part of
+        ``loc_head`` (its ``shared_modules``: for ``SharedDINO`` the input projection, level
+        embedding and encoder); ``seg`` the backbone and ``seg_neck``. Every dataset's own
+        head is left out.
+
+        Args:
+            task (str): ``'cls'``, ``'loc'`` or ``'seg'``.
+
+        Returns:
+            tuple[str]: e.g. ``('backbone', 'seg_neck')``.
+
+        Raises:
+            ValueError: the model has no path for ``task`` (no dataset has it).
+        """
+        check_task(task)
+        head = dict(cls=self.cls_head, loc=self.loc_head, seg=self.seg_head)[task]
+        if head is None:
+            raise ValueError(f'FoundationX has no {task} path: no dataset has '
+                             f'{CLASS_KEYS[task]}')
+        if task == 'loc':
+            return ('backbone', *(f'loc_head.{name}' for name in self.loc_head.shared_modules))
+        return ('backbone', 'seg_neck') if task == 'seg' else ('backbone', )
 
     def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """Run the backbone.

@@ -1,5 +1,7 @@
 """The student-teacher pair of Foundation X / Ark: a trained student, an EMA teacher, and the
 consistency loss between them."""
+import copy
+from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -7,14 +9,76 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
-from fxmm.engine.schedules import build_schedule
 from fxmm.registry import MODELS
 from fxmm.structures.cxr_data_sample import CXRDataSample, pair_name
+from fxmm.utils.schedules import build_schedule
 
 CONSISTENCY_MODES = ('add', 'ark')
-PREDICT_ON = ('student', 'teacher')
-# the two copies, as state-dict key prefixes
-COPIES = ('student.', 'teacher.')
+#: the two copies of a TeacherStudent: its attributes, the prefixes of their state-dict keys
+#: (``'student.<key>'``), the values of ``predict_on``, and the names its loops and tools use
+COPIES = ('student', 'teacher')
+
+
+def select_copy(state_dict: dict, copy_name: Optional[str] = None) -> Tuple[dict, Optional[str]]:
+    """One copy of a ``TeacherStudent`` state dict, as a ``FoundationX`` state dict.
+
+    A ``TeacherStudent`` state dict holds ``student.<key>`` and ``teacher.<key>`` (and its
+    ``progress`` buffer); the chosen copy's keys lose their prefix, the other copy and
+    unprefixed keys are dropped. A ``FoundationX`` state dict (no copy prefix) is returned as
+    it is.
+
+    Args:
+        state_dict (dict): A checkpoint's ``state_dict``.
+        copy_name (str, optional): ``'student'`` or ``'teacher'``. None (the default) takes
+            the teacher - the EMA model, the one the methods release and predict with - when
+            the state dict has one, else the student. Ignored for a plain state dict.
+
+    Returns:
+        tuple[dict, str | None]: The state dict (keeping ``_metadata``) and the copy it came
+        from (None for a plain state dict).
+
+    Raises:
+        ValueError: ``copy_name`` is not a copy name, or names a copy the state dict lacks.
+    """
+    if copy_name is not None and copy_name not in COPIES:
+        raise ValueError(f'copy must be one of {COPIES} or None, got {copy_name!r}')
+    present = [name for name in COPIES if any(key.startswith(name + '.') for key in state_dict)]
+    if not present:
+        return state_dict, None
+    if copy_name is None:
+        copy_name = 'teacher' if 'teacher' in present else present[0]
+    elif copy_name not in present:
+        raise ValueError(f'the checkpoint has no {copy_name} copy (its copies: {present})')
+    prefix = copy_name + '.'
+    selected = OrderedDict((key[len(prefix):], value) for key, value in state_dict.items()
+                           if key.startswith(prefix))
+    metadata = getattr(state_dict, '_metadata', None)
+    if metadata is not None:
+        selected._metadata = OrderedDict(
+            (key[len(prefix):] if key.startswith(prefix) else '', value)
+            for key, value in metadata.items() if key.startswith(prefix) or key == copy_name)
+    return selected, copy_name
+
+
+def join_copies(student: dict, teacher: dict) -> dict:
+    """A ``TeacherStudent`` state dict from two ``FoundationX`` ones (training progress 0)."""
+    joined = OrderedDict((f'{COPIES[0]}.{key}', value) for key, value in student.items())
+    joined.update((f'{COPIES[1]}.{key}', value) for key, value in teacher.items())
+    joined['progress'] = torch.zeros(())
+    return joined
+
+
+def inner_model_cfg(model_cfg: dict) -> dict:
+    """The ``FoundationX`` config of a model config: a ``TeacherStudent``'s inner ``model``
+    (with the ``TeacherStudent``'s data preprocessor where it sets one), any other model
+    config as it is. A copy; the argument is left alone."""
+    model_cfg = copy.deepcopy(model_cfg)
+    if str(model_cfg.get('type', '')).rpartition('.')[2] != 'TeacherStudent':
+        return model_cfg
+    inner = model_cfg['model']
+    if model_cfg.get('data_preprocessor') is not None:
+        inner['data_preprocessor'] = model_cfg['data_preprocessor']
+    return inner
 
 
 @MODELS.register_module()
@@ -63,7 +127,7 @@ class TeacherStudent(BaseModel):
     Args:
         model (dict): the ``FoundationX`` config of both copies.
         consistency_weight (float | dict): ``w`` above: a number or a
-            :class:`~fxmm.engine.schedules.ProgressSchedule` config over the training
+            :class:`~fxmm.utils.schedules.ProgressSchedule` config over the training
             progress, e.g. ``dict(type='cosine', start=0., end=0.5)`` (Ark). Must lie in
             [0, 1] with ``consistency_mode='ark'``. Defaults to 0.5 (Foundation X).
         consistency_mode (str): ``'add'`` or ``'ark'``, see above. Defaults to ``'add'``.
@@ -113,8 +177,8 @@ class TeacherStudent(BaseModel):
 
     @predict_on.setter
     def predict_on(self, value: str) -> None:
-        if value not in PREDICT_ON:
-            raise ValueError(f'TeacherStudent: predict_on must be one of {PREDICT_ON}, got '
+        if value not in COPIES:
+            raise ValueError(f'TeacherStudent: predict_on must be one of {COPIES}, got '
                              f'{value!r}')
         self._predict_on = value
 
@@ -150,11 +214,12 @@ class TeacherStudent(BaseModel):
         """Load a plain ``FoundationX`` state dict (no ``student.``/``teacher.`` keys) into
         both copies, as mmdet's ``SemiBaseDetector`` does; other state dicts load as usual."""
         own = [key for key in state_dict if key.startswith(prefix)]
-        if own and not any(key[len(prefix):].startswith(COPIES) for key in own):
+        copy_prefixes = tuple(f'{name}.' for name in COPIES)
+        if own and not any(key[len(prefix):].startswith(copy_prefixes) for key in own):
             for key in own:
                 value = state_dict.pop(key)
-                for copy in COPIES:
-                    state_dict[prefix + copy + key[len(prefix):]] = value
+                for copy_prefix in copy_prefixes:
+                    state_dict[prefix + copy_prefix + key[len(prefix):]] = value
             # a plain checkpoint has no training progress: keep the current one
             state_dict[prefix + 'progress'] = self.progress.clone()
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,

@@ -4,6 +4,9 @@ from mmengine.structures import LabelData, PixelData
 
 # The task names, defined once. A (dataset, task) pair is written '<dataset>.<task>'.
 TASKS = ('cls', 'loc', 'seg')
+# task -> the key of its class list in a dataset's metainfo (the annotation format,
+# docs/design.md) and in FoundationX's ``datasets``
+CLASS_KEYS = dict(cls='cls_classes', loc='det_classes', seg='seg_classes')
 
 
 def check_task(task: str) -> str:

@@ -108,3 +108,22 @@ def get_tiny_model_cfg() -> ConfigDict:
         seg_neck=dict(type='SharedUperNet', in_channels=in_channels, channels=16),
         seg_head=dict(type='MultiDatasetSegHead', in_channels=16),
         data_preprocessor=dict(type='CXRDataPreprocessor'))
+
+
+def get_tiny_loc_head_cfg() -> ConfigDict:
+    """A one-layer ``SharedDINO`` config for :func:`get_tiny_model_cfg`'s backbone (stages
+    2-4: 64, 128, 256 channels): 30 queries, 4 sampling points, 10 boxes per image.
+
+    Returns:
+        ConfigDict: A fresh ``loc_head`` config (the datasets need ``det_classes``).
+    """
+    return ConfigDict(
+        type='SharedDINO', in_channels=(64, 128, 256), num_queries=30,
+        encoder=dict(num_layers=1, layer_cfg=dict(self_attn_cfg=dict(num_points=4),
+                                                  ffn_cfg=dict(feedforward_channels=256))),
+        decoder=dict(num_layers=1, layer_cfg=dict(
+            self_attn_cfg=dict(num_heads=8), cross_attn_cfg=dict(num_points=4),
+            ffn_cfg=dict(feedforward_channels=256))),
+        dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
+                    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=10)),
+        test_cfg=dict(max_per_img=10))

@@ -1,8 +1,16 @@
-"""Atomic file writes: a reader, or a run resumed after a kill, never sees a partial file."""
+"""Atomic file writes: a reader, or a run resumed after a kill, never sees a partial file.
+
+The one place fxmm, its tools and its converters write files that must never be seen half
+written: checkpoints (through :class:`AtomicLocalBackend`), results tables, predictions,
+converted images and annotation files.
+"""
+import json
 import os
 import os.path as osp
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
+
+from mmengine.fileio import LocalBackend, register_backend
 
 
 def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
@@ -35,3 +43,28 @@ def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def atomic_write_json(obj, filepath: Union[str, Path], indent: Optional[int] = None) -> None:
+    """Write ``obj`` as JSON (UTF-8, non-ASCII kept) atomically (:func:`atomic_write_bytes`)."""
+    atomic_write_bytes(json.dumps(obj, indent=indent, ensure_ascii=False).encode('utf-8'),
+                       filepath)
+
+
+@register_backend('atomic_local')
+class AtomicLocalBackend(LocalBackend):
+    """:class:`mmengine.fileio.LocalBackend` whose :meth:`put` and :meth:`put_text` write
+    atomically, for checkpoints that survive a kill.
+
+    mmengine's ``LocalBackend.put`` opens the target and writes into it, so a run killed while
+    saving leaves a truncated ``iter_N.pth`` (and ``last_checkpoint`` may name it); this one
+    writes through :func:`atomic_write_bytes`. Select it for checkpoints with
+    ``default_hooks.checkpoint.backend_args = dict(backend='atomic_local')`` (fxmm's default
+    runtime does).
+    """
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        atomic_write_bytes(obj, filepath)
+
+    def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
+        atomic_write_bytes(obj.encode(encoding), filepath)

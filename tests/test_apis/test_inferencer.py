@@ -20,9 +20,9 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData, PixelData
 
 from data_converters.synthetic import generate_phantom_datasets
-from fxmm.apis import (CSV_FIELDS, FXInferencer, draw_overlay, find_test_transforms,
-                       select_model_copy)
+from fxmm.apis import CSV_FIELDS, FXInferencer, draw_overlay, find_test_transforms
 from fxmm.datasets.transforms.loading import LoadCXRImage
+from fxmm.models.teacher_student import select_copy
 from fxmm.registry import MODELS
 from fxmm.structures.mask_rle import decode_mask
 from fxmm.testing import get_tiny_model_cfg
@@ -341,13 +341,13 @@ def test_teacher_student_config_and_checkpoint_load_the_teacher(
     assert len(inferencer(files['png'])['predictions']) == 1
 
     # selecting a copy: the student on request, a missing copy is an error
-    student, copy_name = select_model_copy(ts_state, use='student')
+    student, copy_name = select_copy(ts_state, 'student')
     assert copy_name == 'student' and set(student) == set(state_dict)
     assert torch.equal(student[key], state_dict[key])
-    plain, copy_name = select_model_copy(state_dict)
+    plain, copy_name = select_copy(state_dict)
     assert copy_name is None and plain is state_dict
     with pytest.raises(ValueError, match=r"no teacher copy \(its copies: \['student'\]\)"):
-        select_model_copy({f'student.{key}': state_dict[key]}, use='teacher')
+        select_copy({f'student.{key}': state_dict[key]}, 'teacher')
 
 
 def test_a_checkpoint_that_does_not_fit_is_refused_naming_the_keys(state_dict, tmp_path):

@@ -18,8 +18,8 @@ import fxmm.engine.hooks.teacher_ema_hook  # noqa: F401  registers TeacherEMAHoo
 import fxmm.engine.runner.teacher_student_val_loop  # noqa: F401
 import fxmm.models.teacher_student  # noqa: F401
 import fxmm.models.tta.ten_crop  # noqa: F401  registers TenCropTTA
-from fxmm.engine.schedules import build_schedule
 from fxmm.registry import MODELS, PARAM_SCHEDULERS
+from fxmm.utils.schedules import build_schedule
 # the Swin formula of the FoundationX tests (tests/ is on sys.path: its conftest.py)
 from test_models.test_foundation_x import swin_param_count
 from fxmm.testing.cli import run_python

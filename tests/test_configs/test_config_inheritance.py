@@ -3,13 +3,15 @@ tools/train.py and builds its model; the single-task baselines and the demo over
 they should and share the rest with configs/foundation_x.py."""
 import glob
 import os.path as osp
+import re
 
 import pytest
 import torch
 from mmengine.config import Config
 
+from fxmm.engine.config_checks import check_config
 from fxmm.registry import MODELS
-from fxmm.utils.config_checks import check_config
+from fxmm.structures import CLASS_KEYS
 
 torch.set_num_threads(2)
 
@@ -22,7 +24,6 @@ PAPER_BASELINES = {
     'tbx11k.loc', 'node21.loc', 'candid_ptx.loc', 'rsna_pneumonia.loc', 'chestx_det.loc',
     'siim.loc', 'candid_ptx.seg', 'chestx_det.seg', 'siim.seg'}
 TASK_HEADS = dict(cls=('cls_head', ), loc=('loc_head', ), seg=('seg_neck', 'seg_head'))
-CLASS_KEYS = dict(cls='cls_classes', loc='det_classes', seg='seg_classes')
 BASELINE_PREFIX = 'fx-single_swin-b_'
 
 
@@ -73,9 +74,16 @@ def test_every_model_builds(name):
     model = MODELS.build(cfg.model)
     student = getattr(model, 'student', model)
     assert type(student).__name__ == 'FoundationX'
+    # a task's modules are built iff a dataset has the task
+    for task, heads in TASK_HEADS.items():
+        for head in heads:
+            assert (getattr(student, head) is not None) == bool(student.task_datasets[task])
     if name.startswith(f'baselines{osp.sep}'):
         dataset, task = baseline_pair(name)
         assert student.task_datasets == {t: [dataset] if t == task else [] for t in TASK_HEADS}
+    elif name.startswith(f'finetune{osp.sep}'):  # one target pair: its task's head only
+        task = re.search(r'-(loc|seg)(-fewshot)?_', osp.basename(name)).group(1)
+        assert [t for t in TASK_HEADS if student.task_datasets[t]] == [task]
 
 
 def test_the_baselines_are_the_papers_single_task_comparisons():
@@ -92,11 +100,13 @@ def test_a_baseline_is_the_full_config_reduced_to_its_pair(name, full):
     student = full.model.model
 
     # the plain FoundationX of the full config, with one dataset's classes of one task
+    # (test_every_model_builds: only that task's head is built)
     assert cfg.model.type == student.type == 'FoundationX'
     key = CLASS_KEYS[task]
-    assert cfg.model.datasets == {dataset: {key: student.datasets[dataset][key]}}
+    assert list(cfg.model.datasets) == [dataset] and cfg.model.datasets[dataset].tasks == [task]
+    assert cfg.model.datasets[dataset][key] == student.datasets[dataset][key]
     for head in ('cls_head', 'loc_head', 'seg_neck', 'seg_head'):
-        assert cfg.model[head] == (student[head] if head in TASK_HEADS[task] else None)
+        assert cfg.model[head] == student[head]
     assert cfg.model.backbone == student.backbone
     assert cfg.model.data_preprocessor == student.data_preprocessor
 

@@ -15,7 +15,6 @@ import torch
 from mmengine.config import Config
 
 from fxmm.datasets.few_shot import few_shot_indices
-from fxmm.engine.hooks.lock_release_hook import FOUNDATION_X_LOCK_MODULES
 from fxmm.registry import DATASETS, MODELS
 from fxmm.testing.cli import run_python
 
@@ -31,6 +30,9 @@ TARGETS = {
     'vindr-ribcxr-seg': ('vindr_ribcxr_data', 'vindr_ribcxr', 'seg', 'seg_classes'),
 }
 TWINS = {'phantom-organs-seg': 'seg', 'phantom-lesions-loc': 'loc'}
+TWIN_DATASETS = {'phantom-organs-seg': 'phantom_organs', 'phantom-lesions-loc': 'phantom_lesions'}
+# the FoundationX modules of each task's path
+TASK_HEADS = dict(loc=['loc_head'], seg=['seg_neck', 'seg_head'])
 FEWSHOT = osp.join(FINETUNE, 'fx-ft_swin-b_jsrt-seg-fewshot_full.py')
 FEWSHOT_TWIN = osp.join(FINETUNE, 'phantom', 'fx-ft_demo_phantom-organs-seg-fewshot_full.py')
 SHOT_KEYS = ('train_dataloader.dataset.pairs.0.dataset.num_samples',
@@ -60,7 +62,8 @@ def check_recipe(cfg, recipe, task):
         return
     lock = hooks['LockReleaseHook']
     assert list(lock.lock_tasks) == [task]
-    assert lock.lock_modules == {task: list(FOUNDATION_X_LOCK_MODULES[task])}
+    # the modules to freeze are the model's answer (FoundationX.shared_modules)
+    assert lock.get('lock_modules') is None
     assert lock.lock_fraction == {'frozen': 1.0, 'lock-release': 0.5}[recipe]
 
 
@@ -70,11 +73,10 @@ def test_real_leaves(target, recipe):
     var, name, task, key = TARGETS[target]
     cfg = Config.fromfile(leaf(target, recipe))
     classes = cfg[var][key]
-    assert dict(cfg.model.datasets) == {name: {key: classes}}
-    # only the task's head is built
-    assert cfg.model.cls_head is None
-    assert (cfg.model.loc_head is None) == (task == 'seg')
-    assert (cfg.model.seg_head is None) == (task == 'loc')
+    assert list(cfg.model.datasets) == [name]
+    assert cfg.model.datasets[name][key] == classes
+    # only the task's head is built (test_config_inheritance.py builds every leaf's model)
+    assert cfg.model.datasets[name].tasks == [task]
     assert cfg.model.init_cfg == dict(type='Pretrained', checkpoint=cfg.pretrained,
                                       prefix='student.')
     for split in ('train', 'val', 'test'):
@@ -117,10 +119,14 @@ def test_every_recipe_has_a_phantom_twin_of_the_demo_model():
             backbone = dict(demo.student.backbone)
             backbone.pop('with_cp', None)
             assert cfg.model.backbone == backbone
-            # the twin's lock prefixes match the parameters of its model
+            # only the task's head is built; the lock prefixes match parameters of the model
             model = MODELS.build(cfg.model)
+            assert model.task_datasets == {t: [TWIN_DATASETS[target]] if t == task else []
+                                           for t in ('cls', 'loc', 'seg')}
+            assert [head for head in ('cls_head', 'loc_head', 'seg_neck', 'seg_head')
+                    if getattr(model, head) is not None] == TASK_HEADS[task]
             names = [n for n, _ in model.named_parameters()]
-            for prefix in FOUNDATION_X_LOCK_MODULES[task]:
+            for prefix in model.shared_modules(task):
                 assert any(n == prefix or n.startswith(prefix + '.') for n in names), prefix
     check_recipe(Config.fromfile(FEWSHOT_TWIN), 'full', 'seg')
 

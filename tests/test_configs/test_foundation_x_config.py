@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from fxmm.datasets.samplers.multi_task_sampler import MultiTaskSampler, VisitInfo
 from fxmm.registry import HOOKS, MODELS, PARAM_SCHEDULERS
+from fxmm.structures import CLASS_KEYS
 from fxmm.testing import demo_cxr_inputs
 # the Swin formula of the FoundationX tests (tests/ is on sys.path: its conftest.py)
 from test_models.test_foundation_x import swin_param_count
@@ -31,7 +32,6 @@ CONFIG = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'foundation_x.py
 LOC_DATASETS = {'tbx11k', 'node21', 'candid_ptx', 'rsna_pneumonia', 'chestx_det', 'siim'}
 SEG_DATASETS = {'candid_ptx', 'chestx_det', 'siim'}
 CLS_DATASETS = LOC_DATASETS | {'chexpert', 'chestxray14', 'vindr_cxr', 'shenzhen', 'mimic_cxr'}
-CLASS_KEYS = dict(cls='cls_classes', loc='det_classes', seg='seg_classes')
 # the student of the paper's config, counted by hand below (test of the count)
 FX_STUDENT_PARAMS = 165_005_250
 
@@ -66,12 +66,13 @@ def test_config_states_the_papers_settings(cfg):
     student = cfg.model.model
     # the heads follow the pairs (no DINO branch for VinDr-CXR / ChestX-ray14: cls only),
     # with the class lists of the dataset configs
-    assert student.datasets == {
+    assert {name: {CLASS_KEYS[t]: entry[CLASS_KEYS[t]] for t in entry.tasks}
+            for name, entry in student.datasets.items()} == {
         cfg[var].name: {CLASS_KEYS[t]: cfg[var][CLASS_KEYS[t]]
                         for other, t in cfg.fx_pairs if other == var}
         for var, _ in cfg.fx_pairs}
-    assert set(student.datasets.vindr_cxr) == {'cls_classes'}
-    assert set(student.datasets.siim) == {'cls_classes', 'det_classes', 'seg_classes'}
+    assert student.datasets.vindr_cxr.tasks == ['cls'] and cfg.vindr_cxr_data.det_classes
+    assert student.datasets.siim.tasks == ['cls', 'loc', 'seg']
     for split in ('train', 'val', 'test'):
         split_pairs = cfg[f'{split}_dataloader'].dataset.pairs
         assert [p.task for p in split_pairs] == [task for _, task in pairs]
@@ -173,9 +174,10 @@ def upernet_count(neck):
 def test_full_model_has_the_hand_counted_parameters(cfg, built):
     model, _ = built
     student_cfg = cfg.model.model
-    classes = {key: {name: len(lists[key]) for name, lists in student_cfg.datasets.items()
-                     if key in lists}
-               for key in ('cls_classes', 'det_classes', 'seg_classes')}
+    # the class lists of the tasks each dataset has heads for
+    classes = {key: {name: len(entry[key]) for name, entry in student_cfg.datasets.items()
+                     if task in entry.tasks}
+               for task, key in CLASS_KEYS.items()}
     dino_shared, dino_branches = dino_counts(student_cfg.loc_head, classes['det_classes'])
     seg_channels = student_cfg.seg_head.in_channels
     expected = {
@@ -189,7 +191,8 @@ def test_full_model_has_the_hand_counted_parameters(cfg, built):
     student = model.student
     parts = {
         'backbone': student.backbone, 'cls_head': student.cls_head,
-        'loc_head (shared)': list(student.loc_head.shared_parameters()),
+        'loc_head (shared)': [p for n, p in student.loc_head.named_parameters()
+                              if not n.startswith('branches.')],
         **{f'loc_head.branches.{name}': branch
            for name, branch in student.loc_head.branches.items()},
         'seg_neck': student.seg_neck, 'seg_head': student.seg_head,

@@ -6,7 +6,7 @@ import torch
 from mmengine.fileio import get_file_backend
 from mmengine.runner.checkpoint import save_checkpoint
 
-from fxmm.engine import AtomicLocalBackend, atomic_write_bytes
+from fxmm.utils.atomic_io import AtomicLocalBackend, atomic_write_bytes
 
 
 def test_backend_is_selected_by_backend_args(tmp_path):

@@ -360,26 +360,17 @@ def test_extra_pass_needs_two_pass_visits(tmp_path):
         runner.train()
 
 
-def test_default_lock_modules_are_the_shared_modules_of_foundation_x():
+def test_without_lock_modules_the_hook_locks_what_foundation_x_shares():
     pytest.importorskip('fxmm.models.detectors.shared_dino')
     import fxmm.models.data_preprocessors.cxr_data_preprocessor  # noqa: F401  registers
     import fxmm.models.foundation_x  # noqa: F401
     import fxmm.models.heads.multi_cls_head  # noqa: F401
     import fxmm.models.heads.multi_seg_head  # noqa: F401
     import fxmm.models.necks.shared_upernet  # noqa: F401
-    from fxmm.testing._utils import get_tiny_model_cfg
+    from fxmm.testing._utils import get_tiny_loc_head_cfg, get_tiny_model_cfg
     cfg = get_tiny_model_cfg()
     cfg.datasets.siim.det_classes = ['Pneumothorax']
-    cfg.loc_head = dict(
-        type='SharedDINO', in_channels=(64, 128, 256), num_queries=30,
-        encoder=dict(num_layers=1, layer_cfg=dict(self_attn_cfg=dict(num_points=4),
-                                                  ffn_cfg=dict(feedforward_channels=256))),
-        decoder=dict(num_layers=1, layer_cfg=dict(
-            self_attn_cfg=dict(num_heads=8), cross_attn_cfg=dict(num_points=4),
-            ffn_cfg=dict(feedforward_channels=256))),
-        dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
-                    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=10)),
-        test_cfg=dict(max_per_img=10))
+    cfg.loc_head = get_tiny_loc_head_cfg()
     with DefaultScope.overwrite_default_scope('fxmm'):
         model = MODELS.build(cfg)
     runner = mock_runner(model, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1)))
@@ -387,9 +378,29 @@ def test_default_lock_modules_are_the_shared_modules_of_foundation_x():
     hook.before_train(runner)
     ids = {task: {id(p) for p in params} for task, params in hook._params.items()}
     backbone = {id(p) for p in model.backbone.parameters()}
+    # the method's shared parts: the backbone, DINO's encoder side (all but the per-dataset
+    # branches), the seg decoder
+    loc_shared = {id(p) for n, p in model.loc_head.named_parameters()
+                  if not n.startswith('branches.')}
     assert ids['cls'] == backbone
-    assert ids['loc'] == backbone | {id(p) for p in model.loc_head.shared_parameters()}
+    assert ids['loc'] == backbone | loc_shared
     assert ids['seg'] == backbone | {id(p) for p in model.seg_neck.parameters()}
+
+    # a lock task the model has no path for, a model that does not name its shared modules
+    cfg.loc_head = None
+    cfg.datasets.siim.det_classes = []
+    with DefaultScope.overwrite_default_scope('fxmm'):
+        no_loc = MODELS.build(cfg)
+    runner = mock_runner(no_loc, OptimWrapper(torch.optim.SGD(no_loc.parameters(), lr=0.1)))
+    with pytest.raises(ValueError, match=r"lock task 'loc': FoundationX has no loc path: no "
+                                         r"dataset has det_classes; leave it out of lock_tasks"):
+        LockReleaseHook(lock_tasks=('loc', 'seg')).before_train(runner)
+    LockReleaseHook(lock_tasks=('seg', )).before_train(runner)
+    toy = ToyLockModelLRH()
+    runner = mock_runner(toy, OptimWrapper(torch.optim.SGD(toy.parameters(), lr=0.1)))
+    with pytest.raises(TypeError, match=r'ToyLockModelLRH does not name the modules each task '
+                                        r'shares .*give the hook lock_modules='):
+        LockReleaseHook().before_train(runner)
 
 
 def test_configuration_errors():

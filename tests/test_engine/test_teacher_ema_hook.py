@@ -18,9 +18,9 @@ import fxmm.models.heads.multi_seg_head  # noqa: F401
 import fxmm.models.necks.shared_upernet  # noqa: F401
 from fxmm.datasets.samplers.multi_task_sampler import VisitInfo
 from fxmm.engine.hooks.teacher_ema_hook import TeacherEMAHook
-from fxmm.engine.schedules import ProgressSchedule, build_schedule
 from fxmm.models.teacher_student import TeacherStudent
 from fxmm.testing._utils import get_tiny_model_cfg
+from fxmm.utils.schedules import ProgressSchedule, build_schedule
 
 
 @pytest.fixture(scope='module')

@@ -16,7 +16,7 @@ import fxmm.models.necks.shared_upernet  # noqa: F401
 from fxmm.models.losses import MaskedBCEWithLogitsLoss
 from fxmm.registry import MODELS
 from fxmm.structures.cxr_data_sample import CXRDataSample
-from fxmm.testing._utils import demo_cxr_inputs, get_tiny_model_cfg
+from fxmm.testing._utils import demo_cxr_inputs, get_tiny_loc_head_cfg, get_tiny_model_cfg
 
 SIZE, ORI_SIZE = 64, (100, 90)
 NUM_CLASSES = dict(nih=dict(num_cls=3), siim=dict(num_cls=1, num_det=1, num_seg=1),
@@ -117,6 +117,70 @@ def test_bad_configs_raise_clear_errors(change, error):
     change(cfg)
     with pytest.raises(ValueError, match=error):
         MODELS.build(cfg)
+
+
+@pytest.mark.parametrize('change, error', [
+    (lambda c: c.datasets.siim.update(tasks=['loc']), r"'siim'.* 'loc' in `tasks` but no "
+                                                      r"det_classes"),
+    (lambda c: c.datasets.siim.update(tasks=['segmentation']), "unknown task 'segmentation'"),
+    (lambda c: c.datasets.siim.update(tasks='seg'), r"siim'\]\.tasks must be a list"),
+    (lambda c: c.datasets.jsrt.update(tasks=[]), "'jsrt'.* no classes"),
+])
+def test_bad_tasks_raise_clear_errors(change, error):
+    cfg = get_tiny_model_cfg()
+    change(cfg)
+    with pytest.raises(ValueError, match=error):
+        MODELS.build(cfg)
+
+
+def test_a_task_without_datasets_gets_no_modules_and_tasks_picks_the_heads():
+    # siim trains seg only: its cls classes are left out; jsrt and siim keep the seg path
+    cfg = get_tiny_model_cfg()
+    cfg.datasets.siim.tasks = ['seg']
+    model = MODELS.build(cfg)
+    assert model.task_datasets == dict(cls=['nih'], loc=[], seg=['siim', 'jsrt'])
+    assert model.class_names['siim'] == dict(cls_classes=[], det_classes=[],
+                                             seg_classes=['Pneumothorax'])
+    assert model.cls_head.dataset_classes == dict(nih=3)
+    # a seg-only model: the configured cls head is not built, nor anything of it
+    seg_only = get_tiny_model_cfg()
+    del seg_only.datasets['nih']
+    seg_only.datasets.siim.tasks = ['seg']
+    model = MODELS.build(seg_only)
+    assert model.cls_head is None and model.loc_head is None and not model.with_cls
+    assert model.seg_neck is not None and model.seg_head.dataset_classes == dict(siim=1, jsrt=3)
+    assert not any(name.startswith('cls_head') for name in model.state_dict())
+    # a cls-only model: neither the seg decoder nor the seg heads
+    cls_only = get_tiny_model_cfg()
+    del cls_only.datasets['jsrt']
+    cls_only.datasets.siim.tasks = ['cls']
+    model = MODELS.build(cls_only)
+    assert model.seg_neck is None and model.seg_head is None and model.with_cls
+    assert model.shared_modules('cls') == ('backbone', )
+    with pytest.raises(ValueError, match='FoundationX has no seg path: no dataset has '
+                                         'seg_classes'):
+        model.shared_modules('seg')
+
+
+def test_shared_modules_name_the_parts_every_dataset_of_a_task_uses():
+    cfg = get_tiny_model_cfg()
+    cfg.datasets.siim.det_classes = ['Pneumothorax']
+    cfg.datasets.tbx = dict(det_classes=['a', 'b'])
+    cfg.loc_head = get_tiny_loc_head_cfg()
+    model = MODELS.build(cfg)
+    assert model.shared_modules('cls') == ('backbone', )
+    assert model.shared_modules('loc') == ('backbone', 'loc_head.neck', 'loc_head.level_embed',
+                                           'loc_head.encoder')
+    assert model.shared_modules('seg') == ('backbone', 'seg_neck')
+    # everything a task's path runs is its shared modules plus one head per dataset
+    names = [name for name, _ in model.named_parameters()]
+    loc_path = [n for n in names if n.startswith(('backbone.', 'loc_head.'))]
+    shared = [n for n in loc_path
+              if any(n == m or n.startswith(m + '.') for m in model.shared_modules('loc'))]
+    assert sorted(set(loc_path) - set(shared)) == sorted(
+        n for n in names if n.startswith(('loc_head.branches.siim.', 'loc_head.branches.tbx.')))
+    with pytest.raises(ValueError, match="unknown task 'det'"):
+        model.shared_modules('det')
 
 
 def test_masked_bce_ignores_nan_and_uncertain_targets():

@@ -31,9 +31,10 @@ from mmengine.runner import load_checkpoint
 
 import release_reference as ref
 from model_converter_tools import load_converter
+from fxmm.apis import build_in_scope, foundation_x_cfg
 from fxmm.testing.cli import run_python
-from fxmm.utils.state_dict_mapping import (KeyMapper, build_in_scope, foundation_x_cfg,
-                                           load_checkpoint_file, save_converted, swin_rules)
+from fxmm.utils.state_dict_mapping import (KeyMapper, load_checkpoint_file, save_converted,
+                                           swin_rules)
 from fxmm.utils.state_dict_mapping.idea_dino import (DinoLayout, DinoTarget, decoder_prefix,
                                                      dino_rules)
 
@@ -118,8 +119,9 @@ def test_released_foundation_x_without_the_untrained_seg_heads(released_fx):
     student, _ = released_fx
     swin = fx_tool.SWIN
     cfg = foundation_x_cfg(Config.fromfile(FX_RELEASE))
-    for name in fx_tool.FX_UNTRAINED_SEG_DATASETS:
+    for name in fx_tool.FX_UNTRAINED_SEG_DATASETS:  # as with_untrained_seg_heads = False
         del cfg['datasets'][name]['seg_classes']
+        cfg['datasets'][name]['tasks'].remove('seg')
     _, reports = fx_tool.convert(dict(model=student), cfg, 'student')
     dropped = {k for k, why in reports['student'].dropped.items()
                if why == fx_tool.UNTRAINED_SEG_HEAD}

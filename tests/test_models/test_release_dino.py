@@ -18,10 +18,10 @@ from mmengine.config import Config
 from test_shared_dino import random_feats, samples, tiny_cfg
 
 import release_reference_dino as ref_dino
+from fxmm.apis import build_in_scope, foundation_x_cfg
 from fxmm.models.detectors.shared_dino import SharedDINO
 from fxmm.registry import MODELS
-from fxmm.utils.state_dict_mapping import (KeyMapper, build_in_scope, foundation_x_cfg,
-                                           match_state_dict)
+from fxmm.utils.state_dict_mapping import KeyMapper, match_state_dict
 from fxmm.utils.state_dict_mapping import idea_dino
 
 pytestmark = pytest.mark.usefixtures('one_thread')

@@ -5,8 +5,8 @@ forward in test_release_checkpoints.py."""
 import pytest
 import torch
 
+from fxmm.apis import build_in_scope
 from fxmm.registry import MODELS
-from fxmm.utils.state_dict_mapping import build_in_scope
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

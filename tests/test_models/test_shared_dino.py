@@ -118,7 +118,9 @@ def test_builds_and_runs_on_cpu_with_one_copy_of_the_shared_modules(monkeypatch)
     assert b.dn_query_generator.label_embedding.num_embeddings == 3
     assert len(a.bbox_head.cls_branches) == len(a.bbox_head.reg_branches) == 3  # 2 layers + enc
     assert a.decoder.layers[0].cross_attn is not b.decoder.layers[0].cross_attn
-    shared = {id(p) for p in model.shared_parameters()}
+    # the shared modules it names are exactly the parameters outside the branches
+    shared = {id(p) for n, p in all_params
+              if any(n == m or n.startswith(m + '.') for m in model.shared_modules)}
     assert id(model.level_embed) in shared and id(a.query_embedding.weight) not in shared
     assert len(shared) == sum(not n.startswith('branches.') for n, _ in all_params)
 

@@ -15,10 +15,10 @@ import fxmm.models.foundation_x  # noqa: F401
 import fxmm.models.heads.multi_cls_head  # noqa: F401
 import fxmm.models.heads.multi_seg_head  # noqa: F401
 import fxmm.models.necks.shared_upernet  # noqa: F401
-from fxmm.engine.schedules import build_schedule
 from fxmm.models.teacher_student import TeacherStudent
 from fxmm.registry import MODELS
 from fxmm.testing._utils import demo_cxr_inputs, get_tiny_model_cfg
+from fxmm.utils.schedules import build_schedule
 
 NUM_CLASSES = dict(nih=dict(num_cls=3), jsrt=dict(num_seg=3), tbx=dict(num_det=2))
 PAIRS = dict(cls='nih', seg='jsrt', loc='tbx')

@@ -9,8 +9,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from fxmm.engine.config_checks import check_config
 from fxmm.registry import DATA_SAMPLERS, DATASETS
-from fxmm.utils.config_checks import check_config
 
 DEMO = 'configs/foundation_x_demo.py'
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

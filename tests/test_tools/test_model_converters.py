@@ -21,14 +21,15 @@ from mmseg.structures import SegDataSample
 import release_reference as authors
 from model_converter_tools import load_converter
 
+from fxmm.apis import build_in_scope, fxmm_state_dict, load_fxmm_model
+from fxmm.models.teacher_student import join_copies
 from fxmm.structures.cxr_data_sample import CXRDataSample
 from fxmm.utils.state_dict_mapping import idea_dino
-from fxmm.utils.state_dict_mapping import (ConversionError, KeyMapper, KeyRule, build_in_scope,
-                                           fxmm_state_dict, load_checkpoint_file, load_fxmm_model,
-                                           merge_norm_timm_to_unfold,
+from fxmm.utils.state_dict_mapping import (ConversionError, KeyMapper, KeyRule,
+                                           load_checkpoint_file, merge_norm_timm_to_unfold,
                                            merge_weight_timm_to_unfold, mmpretrain_swin_to_timm,
                                            save_converted, select_state_dict,
-                                           teacher_student_state_dict, timm_swin_to_mmpretrain)
+                                           timm_swin_to_mmpretrain)
 
 timm_tool = load_converter('timm_swin_to_mmpretrain')
 ark_tool = load_converter('ark_to_fxmm')
@@ -511,7 +512,7 @@ def fxmm_checkpoint(tmp_path_factory):
     teacher = randomise(build_in_scope(fx_model_cfg(), 'fxmm'), 21)
     config, checkpoint = str(folder / 'tiny.py'), str(folder / 'tiny.pth')
     Config(dict(model=dict(type='TeacherStudent', model=fx_model_cfg()))).dump(config)
-    save_converted(teacher_student_state_dict(student.state_dict(), teacher.state_dict()),
+    save_converted(join_copies(student.state_dict(), teacher.state_dict()),
                    checkpoint, meta=dict())
     return config, checkpoint, student, teacher, folder
 

@@ -11,9 +11,9 @@ import zipfile
 import pytest
 from mmengine.config import Config
 
+from fxmm.engine.config_checks import check_config
 from fxmm.registry import MODELS
 from fxmm.utils import register_all_modules
-from fxmm.utils.config_checks import check_config
 
 _PATH = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools',
                  'phantom_ablation.py')

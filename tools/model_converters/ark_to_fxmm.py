@@ -30,12 +30,13 @@ from typing import Sequence, Tuple
 from mmengine.config import DictAction
 from torch import nn
 
+from fxmm.apis import build_in_scope, foundation_x_cfg
+from fxmm.models.teacher_student import join_copies
+from fxmm.utils.launch import load_config
 from fxmm.utils.state_dict_mapping import (ConversionError, KeyReport, KeyRule, StateDict,
-                                           add_conversion_args, build_in_scope,
-                                           foundation_x_cfg, load_checkpoint_file, load_config,
+                                           add_conversion_args, load_checkpoint_file,
                                            match_state_dict, save_converted, select_state_dict,
-                                           swin_pad_small_map, teacher_student_state_dict,
-                                           timm_swin_to_mmpretrain)
+                                           swin_pad_small_map, timm_swin_to_mmpretrain)
 
 # the Ark-6 training order (jlianglab/Ark README): omni_heads.0 .. omni_heads.5
 ARK6_DATASETS = ('mimic_cxr', 'chexpert', 'chestxray14', 'rsna_pneumonia', 'vindr_cxr',
@@ -150,7 +151,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    model_cfg = foundation_x_cfg(load_config(args.config, args.cfg_options))
+    model_cfg = foundation_x_cfg(load_config(args.config, cfg_options=args.cfg_options))
     checkpoint = load_checkpoint_file(args.src, trusted=args.trusted)
     # the student and the teacher of a training checkpoint, or one entry
     keys = ['state_dict', 'teacher'] if args.both_copies else [args.key]
@@ -163,7 +164,7 @@ def main():
         reports[entry].log(f'{args.src} [{entry}] -> FoundationX of {args.config}')
     for report in reports.values():
         report.check(args.allow_missing, args.allow_unused)
-    converted = teacher_student_state_dict(*converted) if args.both_copies else converted[0]
+    converted = join_copies(*converted) if args.both_copies else converted[0]
     save_converted(converted, args.dst, meta=dict(
         converter='ark_to_fxmm', source=args.src, source_entries=list(reports),
         config=args.config, ark_datasets=list(args.ark_datasets),

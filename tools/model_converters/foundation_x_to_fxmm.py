@@ -39,13 +39,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.config import DictAction
 
+from fxmm.apis import build_in_scope, foundation_x_cfg
 from fxmm.models.necks import PSPFPNNeck
-from fxmm.utils.state_dict_mapping import (COPIES, ConversionError, KeyReport, KeyRule,
-                                           MappedStateDict, StateDict, add_conversion_args,
-                                           build_in_scope, foundation_x_cfg,
-                                           load_checkpoint_file, load_config, match_state_dict,
-                                           save_converted, select_state_dict, swin_pad_small_map,
-                                           teacher_student_state_dict, timm_swin_to_mmpretrain)
+from fxmm.models.teacher_student import COPIES, join_copies
+from fxmm.utils.launch import load_config
+from fxmm.utils.state_dict_mapping import (ConversionError, KeyReport, KeyRule, MappedStateDict,
+                                           StateDict, add_conversion_args, load_checkpoint_file,
+                                           match_state_dict, save_converted, select_state_dict,
+                                           swin_pad_small_map, timm_swin_to_mmpretrain)
 from fxmm.utils.state_dict_mapping.idea_dino import (INPUT_PROJ_BIAS, DinoLayout, DinoTarget,
                                                      dino_rules)
 
@@ -248,7 +249,7 @@ def convert(checkpoint: dict,
         converted[name], reports[name] = match_state_dict(mapped, reference)
         reports[name].notes += exactness_notes(state_dict, model, reports[name], norm3_from)
     if copies == 'both':
-        return teacher_student_state_dict(converted['student'], converted['teacher']), reports
+        return join_copies(converted['student'], converted['teacher']), reports
     return converted[copies], reports
 
 
@@ -282,7 +283,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    model_cfg = foundation_x_cfg(load_config(args.config, args.cfg_options))
+    model_cfg = foundation_x_cfg(load_config(args.config, cfg_options=args.cfg_options))
     checkpoint = load_checkpoint_file(args.src, trusted=args.trusted)
     converted, reports = convert(checkpoint, model_cfg, args.copies, args.cls_datasets,
                                  args.loc_datasets, args.norm3_from, args.seg_datasets)

@@ -24,11 +24,10 @@ from typing import Tuple
 
 from torch import nn
 
+from fxmm.apis import (add_export_args, check_export, image_preprocessor_cfg,
+                       load_fxmm_checkpoint, save_export)
 from fxmm.models.detectors.shared_dino import SharedDINO
-from fxmm.utils.state_dict_mapping import (ConversionError, KeyMapper, KeyRule, StateDict,
-                                           add_export_args, check_export,
-                                           image_preprocessor_cfg, load_fxmm_checkpoint,
-                                           save_export)
+from fxmm.utils.state_dict_mapping import ConversionError, KeyMapper, KeyRule, StateDict
 
 _SHARED_DINO_DEFAULTS = {name: p.default for name, p in
                          inspect.signature(SharedDINO).parameters.items()

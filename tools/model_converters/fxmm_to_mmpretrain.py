@@ -19,8 +19,8 @@ from typing import Tuple
 
 from torch import nn
 
-from fxmm.utils.state_dict_mapping import (KeyMapper, KeyRule, StateDict, add_export_args,
-                                           check_export, load_fxmm_checkpoint, save_export)
+from fxmm.apis import add_export_args, check_export, load_fxmm_checkpoint, save_export
+from fxmm.utils.state_dict_mapping import KeyMapper, KeyRule, StateDict
 
 
 def split_scope(cfg: dict) -> Tuple[dict, str]:

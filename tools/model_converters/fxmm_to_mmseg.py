@@ -26,10 +26,9 @@ from typing import Tuple
 
 from torch import nn
 
-from fxmm.utils.state_dict_mapping import (ConversionError, KeyMapper, KeyRule, StateDict,
-                                           add_export_args, check_export,
-                                           image_preprocessor_cfg, load_fxmm_checkpoint,
-                                           save_export)
+from fxmm.apis import (add_export_args, check_export, image_preprocessor_cfg,
+                       load_fxmm_checkpoint, save_export)
+from fxmm.utils.state_dict_mapping import ConversionError, KeyMapper, KeyRule, StateDict
 
 
 def upernet_config(model: nn.Module, model_cfg: dict, dataset: str) -> dict:

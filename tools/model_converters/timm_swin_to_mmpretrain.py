@@ -20,10 +20,10 @@ stage norms of other out indices have no timm counterpart and need ``--allow-mis
 import argparse
 from typing import Sequence, Tuple
 
+from fxmm.apis import build_in_scope
 from fxmm.utils.state_dict_mapping import (KeyReport, KeyRule, StateDict, add_conversion_args,
-                                           build_in_scope, infer_swin_arch,
-                                           load_checkpoint_file, match_state_dict,
-                                           save_converted, select_state_dict,
+                                           infer_swin_arch, load_checkpoint_file,
+                                           match_state_dict, save_converted, select_state_dict,
                                            timm_swin_to_mmpretrain)
 
 # modules of timm / Ark checkpoints that are not part of the backbone

@@ -18,18 +18,13 @@ custom_hooks = [hook for hook in _base_.custom_hooks
                 if hook.type not in ('LockReleaseHook', 'TeacherEMAHook')]
 default_hooks = dict(checkpoint=dict(save_best='score'))
 
-# FoundationX builds a task's head iff a dataset has classes for it: drop the other tasks'
-heads_off = dict(
-    cls=dict(loc_head=None, seg_neck=None, seg_head=None),
-    loc=dict(cls_head=None, seg_neck=None, seg_head=None),
-    seg=dict(cls_head=None, loc_head=None))
 # pair name -> [model, train_dataloader, val_dataloader, test_dataloader] overrides that
-# keep that pair of foundation_x.py only (its class list, its head, its dataset splits)
+# keep that pair of foundation_x.py only (its dataset with a head for that task only - the
+# model builds no other task's head - and its dataset splits)
 single_task = {
     f'{_base_[var].name}.{task}': [
-        dict(datasets=dict(_delete_=True, **{_base_[var].name: {
-            _base_.class_keys[task]: _base_[var][_base_.class_keys[task]]}}),
-            **heads_off[task]),
+        dict(datasets=dict(_delete_=True, **{
+            _base_[var].name: dict(_base_.fx_model_datasets[_base_[var].name], tasks=[task])})),
         dict(dataset=dict(pairs=[_base_.train_dataloader.dataset.pairs[i]])),
         dict(dataset=dict(pairs=[_base_.val_dataloader.dataset.pairs[i]])),
         dict(dataset=dict(pairs=[_base_.test_dataloader.dataset.pairs[i]])),

@@ -11,7 +11,8 @@
 # from the converted release with `load_from` (docs/transfer.md, e.g.
 # fx-ft_release_jsrt-seg_lock-release.py).
 # Recipes (what is frozen: the backbone and the task's shared neck, i.e. everything the
-# pretraining trained for that task's path; the target dataset's own head always trains):
+# pretraining trained for that task's path, as FoundationX.shared_modules names it; the target
+# dataset's own head always trains):
 #   full          nothing frozen;
 #   frozen        frozen for the whole run: head only (for seg a 1x1 conv, a linear probe);
 #   lock-release  the authors' "freeze-and-train heads, then unfreeze": frozen for the first
@@ -67,17 +68,6 @@ model = dict(
     init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix=pretrained_prefix)
     if pretrained else None)
 
-class_keys = dict(cls='cls_classes', loc='det_classes', seg='seg_classes')
-# FoundationX builds a task's head iff a dataset has classes for it: drop the other tasks'
-heads_off = dict(
-    loc=dict(cls_head=None, seg_neck=None, seg_head=None),
-    seg=dict(cls_head=None, loc_head=None))
-# the modules each task's path shares with the other datasets (FOUNDATION_X_LOCK_MODULES of
-# fxmm/engine/hooks/lock_release_hook.py): what the frozen and lock-release recipes freeze
-lock_modules = dict(
-    loc=['backbone', 'loc_head.neck', 'loc_head.level_embed', 'loc_head.encoder'],
-    seg=['backbone', 'seg_neck'])
-
 
 def _pipelines(size):  # noqa: E302  (evaluated when the config is read)
     """The pretraining augmentations per task (method.md), at `size` x `size`."""
@@ -118,8 +108,12 @@ def _target(data, task, root=data_root, size=img_size, release=False, **train_kw
                        else pipelines['test'], test_mode=split != 'train', **kwargs)
         return dict(dataset=dict(pairs=[dict(name=data['name'], task=task, dataset=dataset)]))
 
-    model = dict(datasets={data['name']: {class_keys[task]: data[class_keys[task]]}},
-                 **heads_off[task], **(release_parts[task] if release else {}))
+    # the dataset's class lists, with a head for `task` only (FoundationX builds no head
+    # and no neck for the other tasks)
+    classes = dict(cls_classes=data['cls_classes'], det_classes=data['det_classes'],
+                   seg_classes=data['seg_classes'])
+    model = dict(datasets={data['name']: dict(classes, tasks=[task])},
+                 **(release_parts[task] if release else {}))
     return [model, loader('train'), loader('val'), loader('test')]
 
 
@@ -127,8 +121,8 @@ def _recipe(fraction):
     """task -> custom_hooks: the runtime's, plus a LockReleaseHook freezing the task's
     shared modules for the first `fraction` of the run (None: no hook)."""
     return {task: _base_.custom_hooks + ([] if fraction is None else [
-        dict(type='LockReleaseHook', lock_tasks=[task], lock_fraction=fraction,
-             lock_modules={task: modules})]) for task, modules in lock_modules.items()}
+        dict(type='LockReleaseHook', lock_tasks=[task], lock_fraction=fraction)])
+        for task in ('loc', 'seg')}
 
 
 few_shot = dict(num_samples=num_shots, subset_seed=shot_seed)

@@ -8,9 +8,7 @@ come from the dataset's ``lr_pairs`` metainfo (``docs/design.md``) or the transf
 ``lr_pairs`` argument; a class list with lateral names that no pair covers is refused, since
 flipping it would silently teach the model the wrong side.
 """
-import re
-from functools import lru_cache
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Union
 
 import mmcv
 import numpy as np
@@ -18,76 +16,15 @@ from mmcv.transforms.utils import cache_randomness
 from mmdet.structures.bbox import HorizontalBoxes
 
 from fxmm.registry import TRANSFORMS
+from fxmm.structures import CLASS_KEYS
+from fxmm.structures.laterality import lr_permutation, normalise_lr_pairs
 from .geometric import LocalRandomTransform, check_results
 
-# Words of a class name: 'LeftLung' -> Left, Lung; 'left_clavicle' -> left, clavicle;
-# 'R10' -> R, 10.
-_WORD = re.compile(r'[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+')
-# Words (lower-cased) that make a class name lateral: VinDr-RibCXR names ribs 'R1'...'L10'.
-LATERAL_WORDS = frozenset({'left', 'right', 'l', 'r'})
 # (class list key, label key) of every label kind a horizontal flip relabels.
-LABEL_KINDS = (('cls_classes', 'gt_cls_label'), ('det_classes', 'gt_bboxes_labels'),
-               ('seg_classes', 'gt_seg_masks'))
+LABEL_KINDS = ((CLASS_KEYS['cls'], 'gt_cls_label'), (CLASS_KEYS['loc'], 'gt_bboxes_labels'),
+               (CLASS_KEYS['seg'], 'gt_seg_masks'))
 _CLASSES_OF = {label_key: classes_key for classes_key, label_key in LABEL_KINDS}
 FLIP_DIRECTIONS = ('horizontal', 'vertical', 'diagonal')
-LrPairs = Tuple[Tuple[str, str], ...]
-
-
-def is_lateral(name: str) -> bool:
-    """Whether a class name names a body side.
-
-    True when one of its words is 'left' or 'right' (any case) or the single letter 'L' or
-    'R', e.g. 'Left Lung', 'right_clavicle', 'LeftLung', 'R1'; false for 'Lung', 'Bright'.
-    """
-    return any(word.lower() in LATERAL_WORDS for word in _WORD.findall(name))
-
-
-def normalise_lr_pairs(pairs: Sequence[Sequence[str]], source: str) -> LrPairs:
-    """Check ``pairs`` (``[[left_name, right_name], ...]``) and return them as tuples.
-
-    Raises:
-        ValueError: naming ``source`` when a pair is not two different names or a name is in
-            two pairs.
-    """
-    seen, out = set(), []
-    for pair in pairs:
-        if (isinstance(pair, str) or len(pair) != 2 or not all(isinstance(n, str) for n in pair)
-                or pair[0] == pair[1]):
-            raise ValueError(f'{source}: every entry must be [left_name, right_name] with two '
-                             f'different class names, got {pair!r}')
-        twice = seen.intersection(pair)
-        if twice:
-            raise ValueError(f'{source}: class {sorted(twice)} appears in more than one pair')
-        seen.update(pair)
-        out.append((pair[0], pair[1]))
-    return tuple(out)
-
-
-@lru_cache(maxsize=128)
-def lr_permutation(classes: Tuple[str, ...],
-                   pairs: LrPairs) -> Tuple[Tuple[int, ...], Tuple[str, ...]]:
-    """The class permutation a horizontal flip applies to one class list.
-
-    Args:
-        classes (tuple[str]): the class names, in label order.
-        pairs (tuple[tuple[str, str]]): the left/right pairs (checked by
-            :func:`normalise_lr_pairs`).
-
-    Returns:
-        tuple: ``perm`` (tuple[int], length len(classes)): label ``i`` becomes ``perm[i]``
-        (an involution); ``unpaired`` (tuple[str]): classes that are lateral, or named in a
-        pair, but whose partner is not in ``classes``; they keep their index in ``perm``.
-    """
-    index = {name: i for i, name in enumerate(classes)}
-    partner = {a: b for pair in pairs for a, b in (pair, pair[::-1])}
-    perm = list(range(len(classes)))
-    unpaired = []
-    for name, i in index.items():
-        if partner.get(name) in index:
-            perm[i] = index[partner[name]]
-        elif name in partner or is_lateral(name):
-            unpaired.append(name)
-    return tuple(perm), tuple(unpaired)
 
 
 @TRANSFORMS.register_module()
@@ -98,8 +35,9 @@ class CXRRandomFlip(LocalRandomTransform):
     relabels with the left/right pairs: mask channels (``seg_classes``), box labels
     (``det_classes``) and ``gt_cls_label`` entries (``cls_classes``) of a pair swap places.
     Before every call - flipped or not, so a bad config fails at once - the class lists in
-    ``results`` are checked: a lateral class name (see :func:`is_lateral`) or a paired name
-    whose partner is missing from the same list raises a ValueError listing them, unless
+    ``results`` are checked: a lateral class name (see
+    :func:`~fxmm.structures.laterality.is_lateral`) or a paired name whose partner is missing
+    from the same list raises a ValueError listing them, unless
     ``allow_laterality_without_pairs``. A vertical flip swaps no classes and is used only when
     asked for in ``direction``.
 
@@ -148,7 +86,8 @@ class CXRRandomFlip(LocalRandomTransform):
 
         Returns:
             dict[str, np.ndarray]: label key (e.g. 'gt_seg_masks') -> int64 permutation
-            (see :func:`lr_permutation`), for each class list present in ``results``.
+            (see :func:`~fxmm.structures.laterality.lr_permutation`), for each class list
+            present in ``results``.
 
         Raises:
             ValueError: when a class list has unpaired lateral classes, or a label kind is

@@ -20,19 +20,13 @@ from fxmm.registry import HOOKS
 from fxmm.structures.cxr_data_sample import check_task
 
 MODES = ('fraction', 'extra_pass')
-# the shared modules of each task path of FoundationX (SharedDINO: input projection ``neck``,
-# ``level_embed`` and ``encoder``; SharedUperNet is ``seg_neck``)
-FOUNDATION_X_LOCK_MODULES = dict(
-    cls=('backbone', ),
-    loc=('backbone', 'loc_head.neck', 'loc_head.level_embed', 'loc_head.encoder'),
-    seg=('backbone', 'seg_neck'))
 
 
 @HOOKS.register_module()
 class LockReleaseHook(Hook):
     """Freeze the shared modules of a task for the first part of each visit to its pairs.
 
-    The lock state of an iteration is a pure function of its visit, read from the train
+    The lock state of an iteration is a function of its visit alone, read from the train
     loop's ``current_visit`` (a :class:`~fxmm.datasets.samplers.multi_task_sampler.VisitInfo`
     set by :class:`~fxmm.engine.runner.cyclic_train_loop.CyclicTrainLoop` before the
     ``before_train_iter`` hooks): iteration ``iter_in_visit`` of a visit of ``visit_len``
@@ -43,62 +37,29 @@ class LockReleaseHook(Hook):
       fraction 0.5: iterations 0 and 1 locked, 2 and 3 released);
     - ``mode='extra_pass'`` (the authors' code: a full pass locked, then a further full
       pass released): ``n_locked = visit_len // 2``, and every visit to a pair of a locked
-      task must last two passes over the pair. Configure the sampler for it with
+      task must last two passes over the pair: set the sampler's
       ``iters_per_visit={'<dataset>.<task>': 2 * <one pass>, ...}`` for those pairs
-      (:meth:`before_train` checks it and names the values when they are wrong). For pairs
-      capped below one pass use ``mode='fraction'`` with ``lock_fraction=0.5`` and a doubled
-      cap instead.
+      (:meth:`before_train` checks it and names the values when they are wrong).
 
-    Whenever the state changes (``before_train_iter``), the parameters named by
-    ``lock_modules[task]`` get ``requires_grad_(False)`` (lock) or ``requires_grad_(True)``
-    (release), and the runner's logger says ``'lock <pair> at iter N (visit k)'`` /
-    ``'release <pair> at iter N (visit k)'`` (``N`` = ``runner.iter``, the 0-based iteration
-    about to run). At the end of training (``after_train``) everything is released. In the
-    sampler's ``'mixed'`` mode, where visits interleave, each iteration follows its own visit.
+    When the state changes (``before_train_iter``), the parameters of the task's shared
+    modules get ``requires_grad_(False)`` (lock) or ``requires_grad_(True)`` (release), and
+    the logger says ``'lock <pair> at iter N (visit k)'`` / ``'release <pair> at iter N (visit
+    k)'`` (``N`` = ``runner.iter``, the 0-based iteration about to run). While locked, their
+    ``.grad`` is set to None before every step, so AdamW moves nothing (no decay, no moment);
+    with ``norm_eval=True`` their BatchNorm layers are kept in eval mode. At the end of
+    training everything is released. In the sampler's ``'mixed'`` mode each iteration follows
+    its own visit.
 
-    The traps it handles:
-
-    - The optimiser is built before this hook acts and is never touched: frozen parameters
-      stay in it and train again after release. :meth:`before_train` raises if a parameter
-      it would lock is missing from the optimiser (e.g. frozen before it was built and
-      dropped by a ``paramwise_cfg`` constructor).
-    - AdamW's weight decay and both moments move a parameter whose grad is a zero tensor,
-      but torch's optimisers skip parameters whose grad is None (no decay, no moment or step
-      count update; checked for AdamW and SGD, foreach or not). So at every locked
-      iteration the frozen parameters' ``.grad`` is set to None before the forward pass:
-      ``requires_grad=False`` keeps autograd from filling it, and a gradient left over from
-      released iterations of the same accumulation window (``accumulative_counts > 1``) or
-      zeroed with ``set_to_none=False`` is dropped instead of being applied while locked.
-    - DDP: it registers its gradient hooks at wrap time, on every parameter that then
-      requires grad. A parameter frozen later produces no gradient; with
-      ``find_unused_parameters=True`` the reducer marks it unused and, since all ranks are on
-      the same pair and iteration (``MultiTaskSampler``), globally unused parameters keep
-      grad None; after release they reduce normally again. Without
-      ``find_unused_parameters=True``, or with ``static_graph``, DDP fails at the next
-      iteration, so :meth:`before_train` raises early.
-    - Resume: the state is recomputed from the visit at every iteration, so a run resumed
-      inside a locked phase is locked again at its first iteration; nothing needs to go
-      into the checkpoint (``requires_grad`` is not saved, and the visit schedule is
-      restored by the loop).
-    - Batch-norm statistics: ``requires_grad`` does not stop a BatchNorm in training mode
-      (the UperNet's, ``seg_neck``) from updating its running mean and variance with the
-      locked visit's batches, as in the authors' code. With ``norm_eval=True`` the
-      BatchNorm layers under the lock prefixes are put in eval mode at every locked
-      iteration (after the loop's ``model.train()``), so they normalise with, and keep, their
-      running statistics, as mmdet's ``norm_eval`` does for frozen stages.
-    - Parameters that do not require grad at :meth:`before_train` (a teacher, Swin stages
-      frozen by ``frozen_stages >= 0``) are never touched, so a release does not unfreeze
-      them; a module with ``frozen_stages >= 0`` under a lock prefix gets a warning, since
-      Lock-Release is meant to control the freezing (keep ``frozen_stages=-1``).
+    :meth:`before_train` raises for what Lock-Release cannot work with: a loop without
+    visits, a parameter to lock missing from the optimiser, DDP without
+    ``find_unused_parameters=True``, ``'extra_pass'`` visits of the wrong length. Parameters
+    that do not require grad at :meth:`before_train` (a teacher, stages frozen by
+    ``frozen_stages``) are never touched. Why each of these holds - the optimiser, DDP,
+    resume, BatchNorm - is in ``docs/design.md`` ("Lock-Release").
 
     Example:
         >>> custom_hooks = [
-        ...     dict(type='LockReleaseHook', lock_tasks=('loc', 'seg'), lock_fraction=0.5,
-        ...          lock_modules=dict(
-        ...              cls=['backbone'],
-        ...              loc=['backbone', 'loc_head.neck', 'loc_head.level_embed',
-        ...                   'loc_head.encoder'],
-        ...              seg=['backbone', 'seg_neck']))]
+        ...     dict(type='LockReleaseHook', lock_tasks=('loc', 'seg'), lock_fraction=0.5)]
         >>> # DDP: model_wrapper_cfg=dict(type='MMDistributedDataParallel',
         >>> #                             find_unused_parameters=True)
 
@@ -108,15 +69,15 @@ class LockReleaseHook(Hook):
         lock_fraction (float, optional): ``mode='fraction'`` only: the locked share of each
             visit, in (0, 1]. None means 0.5. Defaults to None.
         mode (str): ``'fraction'`` or ``'extra_pass'``, see above. Defaults to 'fraction'.
-        lock_modules (dict[str, Sequence[str]], optional): task -> names of the modules or
-            parameters shared by that task's path, as prefixes of the unwrapped model's
+        lock_modules (dict[str, Sequence[str]], optional): task -> the modules or parameters
+            to freeze for that task, as prefixes of the (student's, for a ``TeacherStudent``)
             parameter names (``'loc_head.encoder'`` matches ``'loc_head.encoder.layers.0...'``,
-            not ``'loc_head.encoder_x'``); for a model with a ``student`` (``TeacherStudent``)
-            they are resolved on the student. Every lock task needs an entry; all entries must
-            match some parameter. None means :data:`FOUNDATION_X_LOCK_MODULES`, the shared
-            modules of ``FoundationX``. Defaults to None.
+            not ``'loc_head.encoder_x'``). Every lock task needs an entry; every entry must
+            match some parameter. None asks the model: ``model.shared_modules(task)`` of each
+            lock task (:meth:`~fxmm.models.FoundationX.shared_modules`: the backbone and the
+            task's shared neck or encoder). Defaults to None.
         norm_eval (bool): keep the BatchNorm layers of the locked modules in eval mode while
-            locked (see above). Defaults to False (their statistics follow the batches).
+            locked. Defaults to False (their statistics follow the batches).
     """
 
     def __init__(self,
@@ -140,13 +101,15 @@ class LockReleaseHook(Hook):
             raise TypeError(f'LockReleaseHook: lock_tasks must be a sequence of tasks, got the '
                             f'string {lock_tasks!r}')
         self.lock_tasks = tuple(check_task(task) for task in lock_tasks)
-        if lock_modules is None:
-            lock_modules = FOUNDATION_X_LOCK_MODULES
-        self.lock_modules = self._check_lock_modules(lock_modules, self.lock_tasks)
+        #: task -> prefixes as given; None: asked of the model in before_train
+        self.lock_modules = (None if lock_modules is None else
+                             self._check_lock_modules(lock_modules, self.lock_tasks))
         self.mode = mode
         self.norm_eval = norm_eval
         # exact rational: 0.29 * 100 locks 29 iterations (in floats it is 28.999999999999996)
         self.lock_fraction = Fraction(lock_fraction).limit_denominator(10**6)
+        # task -> the prefixes in force (lock_modules or the model's), set in before_train
+        self._modules: Dict[str, Tuple[str, ...]] = {}
         # task -> parameters it locks (those trainable at before_train), set in before_train
         self._params: Dict[str, List[nn.Parameter]] = {}
         # task -> BatchNorm layers under its prefixes (kept in eval mode while locked when
@@ -184,9 +147,24 @@ class LockReleaseHook(Hook):
         return (info.task in self.lock_tasks
                 and info.iter_in_visit < self.num_locked(info.visit_len))
 
+    def _shared_modules(self, model: nn.Module) -> Dict[str, Tuple[str, ...]]:
+        """Each lock task's shared modules, as ``model.shared_modules(task)`` names them."""
+        if not callable(getattr(model, 'shared_modules', None)):
+            raise TypeError(f'LockReleaseHook: {type(model).__name__} does not name the modules '
+                            'each task shares (no shared_modules(task) method, as FoundationX '
+                            'has); give the hook lock_modules=dict(<task>=[<prefix>, ...])')
+        modules = {}
+        for task in self.lock_tasks:
+            try:
+                modules[task] = tuple(model.shared_modules(task))
+            except ValueError as err:
+                raise ValueError(f'LockReleaseHook: lock task {task!r}: {err}; leave it out of '
+                                 'lock_tasks') from err
+        return modules
+
     def before_train(self, runner) -> None:
-        """Resolve ``lock_modules`` on the model and check the loop, sampler, optimiser and
-        DDP wrapper; raise a clear error for anything Lock-Release cannot work with."""
+        """Resolve the modules to lock on the model and check the loop, sampler, optimiser
+        and DDP wrapper; raise a clear error for anything Lock-Release cannot work with."""
         if not hasattr(runner.train_loop, 'current_visit'):
             raise TypeError('LockReleaseHook needs a train loop that reports the visit '
                             "(train_cfg=dict(type='CyclicTrainLoop', ...)), got "
@@ -195,12 +173,13 @@ class LockReleaseHook(Hook):
         # with a TeacherStudent model the prefixes name the student's modules (the teacher
         # is frozen anyway and never in the optimiser)
         trained = getattr(model, 'student', model)
+        self._modules = self.lock_modules or self._shared_modules(trained)
         self._params = {task: self._resolve(trained, task, prefixes)
-                        for task, prefixes in self.lock_modules.items()}
+                        for task, prefixes in self._modules.items()}
         self._norms = {task: [m for name, m in trained.named_modules()
                               if isinstance(m, _BatchNorm)
                               and any(self._matches(name, p) for p in prefixes)]
-                       for task, prefixes in self.lock_modules.items()} if self.norm_eval else {}
+                       for task, prefixes in self._modules.items()} if self.norm_eval else {}
         self._check_optimizer(runner.optim_wrapper, model)
         self._check_ddp(runner.model)
         self._check_sampler(getattr(runner.train_loop, 'sampler', None))
@@ -287,7 +266,7 @@ class LockReleaseHook(Hook):
 
     def _warn_frozen_stages(self, model: nn.Module) -> None:
         """Warn about modules under a lock prefix that freeze stages themselves."""
-        prefixes = {p for prefixes in self.lock_modules.values() for p in prefixes}
+        prefixes = {p for prefixes in self._modules.values() for p in prefixes}
         for name, module in model.named_modules():
             frozen_stages = getattr(module, 'frozen_stages', -1)
             if (isinstance(frozen_stages, int) and frozen_stages >= 0
@@ -309,7 +288,7 @@ class LockReleaseHook(Hook):
                 self._set_trainable(self._params[info.task], False)
                 runner.logger.info(f'lock {info.pair_name} at iter {runner.iter} (visit '
                                    f'{info.visit}): {len(self._params[info.task])} params of '
-                                   f'{list(self.lock_modules[info.task])} frozen')
+                                   f'{list(self._modules[info.task])} frozen')
             self._locked = target
         if self._locked is not None:
             for param in self._params[self._locked[2]]:

@@ -8,8 +8,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from torch import Tensor, nn
 
-from fxmm.engine.schedules import build_schedule
+from fxmm.models.teacher_student import COPIES
 from fxmm.registry import HOOKS
+from fxmm.utils.schedules import build_schedule
 
 INTERVALS = ('visit', 'iter')
 
@@ -52,7 +53,7 @@ class TeacherEMAHook(Hook):
 
     Args:
         momentum (float | dict): ``m``, the teacher's weight, in [0, 1]; a number or a
-            :class:`~fxmm.engine.schedules.ProgressSchedule` config over the training
+            :class:`~fxmm.utils.schedules.ProgressSchedule` config over the training
             progress. Defaults to 0.8.
         interval (str | int): ``'visit'``, ``'iter'`` or a number of iterations. Defaults
             to ``'visit'``.
@@ -81,7 +82,7 @@ class TeacherEMAHook(Hook):
         """Check the model, loop and optimiser; hard-copy the student into the teacher at
         iteration 0."""
         model = self._model(runner)
-        missing = [name for name in ('student', 'teacher', 'set_progress')
+        missing = [name for name in (*COPIES, 'set_progress')
                    if not hasattr(model, name)]
         if missing:
             raise TypeError(f'TeacherEMAHook needs a student-teacher model (TeacherStudent), '

@@ -11,11 +11,10 @@ from mmengine.structures import PixelData
 from mmengine.utils import mkdir_or_exist
 
 from fxmm.datasets.image_io import read_cxr_image
-from fxmm.datasets.multi_task_dataset import TASK_CLASSES_KEYS
 from fxmm.datasets.transforms.geometric import map_channels
 from fxmm.engine.runner.tested_model import unwrap_tested_model
 from fxmm.registry import HOOKS
-from fxmm.structures import CXRDataSample, pair_name
+from fxmm.structures import CLASS_KEYS, CXRDataSample, pair_name
 from fxmm.visualization import draw_data_sample
 
 
@@ -147,7 +146,7 @@ class CXRVisualizationHook(Hook):
                              'its metainfo; pack the samples with PackCXRInputs')
         dataset, task, img_path = (sample.metainfo[k] for k in ('dataset', 'task', 'img_path'))
         pair = pair_name(dataset, task)
-        meta = {TASK_CLASSES_KEYS[task]: self._class_names(runner, mode, dataset, task, sample)}
+        meta = {CLASS_KEYS[task]: self._class_names(runner, mode, dataset, task, sample)}
 
         img, img_meta = read_cxr_image(img_path)
         if img.shape != img_meta['original_shape']:  # a store image: drawn at the original
@@ -216,7 +215,7 @@ class CXRVisualizationHook(Hook):
         meta = getattr(loader.dataset, 'metainfo', None) or {}
         names = (meta.get('classes') or {}).get(pair_name(dataset, task))
         if names is None and meta.get('dataset') == dataset:
-            names = meta.get(TASK_CLASSES_KEYS[task])
+            names = meta.get(CLASS_KEYS[task])
         if names is None:
             names = [str(i) for i in range(_num_classes(sample, task))]
             print_log(f'CXRVisualizationHook: no class names for {pair_name(dataset, task)!r} '

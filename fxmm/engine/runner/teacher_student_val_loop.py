@@ -9,10 +9,10 @@ from mmengine.logging import print_log
 from mmengine.runner import TestLoop, ValLoop
 from torch.utils.data import DataLoader
 
+from fxmm.models.teacher_student import COPIES
 from fxmm.registry import LOOPS
 from .tested_model import unwrap_tested_model
 
-SIDES = ('student', 'teacher')
 RULES = ('greater', 'less')
 
 
@@ -64,7 +64,7 @@ def evaluate_both_copies(loop, stage: str) -> dict:
     predict_on = model.predict_on
     metrics = {}
     try:
-        for side in SIDES:
+        for side in COPIES:
             model.predict_on = side
             for idx, data_batch in enumerate(loop.dataloader):
                 loop.run_iter(idx, data_batch)
@@ -135,7 +135,7 @@ class TeacherStudentValLoop(ValLoop):
     def better(self, metrics: Dict[str, float]) -> Union[str, None]:
         """The better copy on ``compare_key``: ``'student'``, ``'teacher'`` (ties go to the
         teacher, the smoother model), or None when a value is missing or nan."""
-        values = [metrics.get(f'{side}/{self.compare_key}') for side in SIDES]
+        values = [metrics.get(f'{side}/{self.compare_key}') for side in COPIES]
         if any(v is None or math.isnan(float(v)) for v in values):
             return None
         student, teacher = (float(v) for v in values)
@@ -150,7 +150,7 @@ class TeacherStudentValLoop(ValLoop):
                       f'or nan); metrics: {sorted(metrics)}', logger='current',
                       level='WARNING')
             return
-        values = ', '.join(f'{s}/{key} = {float(metrics[f"{s}/{key}"]):.4f}' for s in SIDES)
+        values = ', '.join(f'{s}/{key} = {float(metrics[f"{s}/{key}"]):.4f}' for s in COPIES)
         print_log(f'{values}: the {side} is better', logger='current')
 
 

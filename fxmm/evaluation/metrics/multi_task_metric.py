@@ -11,13 +11,11 @@ from mmengine.logging import print_log
 from mmengine.structures import BaseDataElement
 
 from fxmm.registry import METRICS
-from fxmm.structures.cxr_data_sample import TASKS, check_task, pair_name
+from fxmm.structures.cxr_data_sample import CLASS_KEYS, TASKS, check_task, pair_name
 from ..functional import coco_map, dice_counts, map_name, mean_auc, summarize_dice
 
 # the metric averaged over a task's pairs for the summary key '<task>/m<name>'
 _HEADLINE = dict(cls='AUC', seg='Dice')  # loc: the first of det_iou_thrs, e.g. 'mAP40'
-# the class list of each task in a dataset's metainfo (docs/design.md)
-_CLASS_KEYS = dict(cls='cls_classes', loc='det_classes', seg='seg_classes')
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -247,7 +245,7 @@ class MultiTaskMetric(BaseMetric):
     def _known_classes(self, dataset: str, task: str) -> Optional[List[str]]:
         """The class names of ``dataset`` for ``task`` in ``dataset_meta``, None if absent."""
         meta = self.dataset_meta or {}
-        key = _CLASS_KEYS[task]
+        key = CLASS_KEYS[task]
         if dataset in meta.get('datasets', {}):
             names = meta['datasets'][dataset].get(key)
         else:
@@ -260,7 +258,7 @@ class MultiTaskMetric(BaseMetric):
         if names is None:
             return [str(i) for i in range(num)]
         if len(names) != num:
-            raise ValueError(f'dataset_meta gives {len(names)} {_CLASS_KEYS[task]} {names} '
+            raise ValueError(f'dataset_meta gives {len(names)} {CLASS_KEYS[task]} {names} '
                              f'but the data samples hold {num} classes')
         return names
 

@@ -1,6 +1,6 @@
 """Foundation X localisation: one DINO encoder shared by all datasets, one decoder per dataset."""
 import copy
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from mmcv.cnn.bricks.transformer import MultiScaleDeformableAttention
@@ -49,8 +49,9 @@ class SharedDINO(BaseModule):
     this module, ``DINO.pre_decoder`` and ``DINO.forward_decoder`` - with its refinement
     branches as an option - on the branch); only the composition is written here. Shared
     parameters are owned once (they are not registered inside the branches), so the state dict
-    has no duplicated tensors; :meth:`shared_parameters` lists them (``LockReleaseHook``'s loc
-    prefixes name the same modules; a test checks it). The memory projections are per dataset
+    has no duplicated tensors; :attr:`shared_modules` names them (what
+    ``FoundationX.shared_modules('loc')`` and so ``LockReleaseHook`` freeze under
+    ``loc_head.``). The memory projections are per dataset
     (see :class:`DINODecoderBranch`): they only feed that dataset's query selection (and, with
     ``memory_proj``, its decoder), and they keep training while the shared encoder is locked.
 
@@ -93,6 +94,10 @@ class SharedDINO(BaseModule):
             DINO.
         init_cfg (dict, optional): initialisation config. Defaults to None.
     """
+
+    #: the parts every dataset uses, i.e. every parameter outside ``branches``: the input
+    #: projection, the level embedding and the encoder (the positional encoding has none)
+    shared_modules = ('neck', 'level_embed', 'encoder')
 
     # mmdet's Deformable DETR code for the encoder side, run on this module's attributes
     # (``positional_encoding``, ``level_embed``, ``encoder``).
@@ -211,12 +216,6 @@ class SharedDINO(BaseModule):
             if isinstance(m, MultiScaleDeformableAttention):
                 m.init_weights()
         nn.init.normal_(self.level_embed)
-
-    def shared_parameters(self) -> Iterator[nn.Parameter]:
-        """The parameters used by every dataset (neck, level embedding, encoder)."""
-        for name, p in self.named_parameters():
-            if not name.startswith('branches.'):
-                yield p
 
     def branch(self, dataset: str) -> DINODecoderBranch:
         """The per-dataset modules of ``dataset``; a KeyError names the known datasets."""

@@ -13,9 +13,9 @@ from mmengine.structures import LabelData
 from torch import Tensor, nn
 from torchvision.transforms import functional as tvF
 
-from fxmm.datasets.transforms.flip import lr_permutation, normalise_lr_pairs
 from fxmm.registry import MODELS
 from fxmm.structures.cxr_data_sample import CXRDataSample
+from fxmm.structures.laterality import lr_permutation, normalise_lr_pairs
 from ..data_preprocessors.cxr_data_preprocessor import batch_pair
 
 # the views of torchvision's five_crop, in its order

@@ -7,15 +7,12 @@ every key that found no place.
 - :mod:`.checkpoint_files`: reading the source checkpoint, writing the converted one.
 - :mod:`.timm_swin`: timm's Swin (Ark, the authors' Foundation X) <-> mmpretrain's.
 - :mod:`.idea_dino`: IDEA-Research DINO (the authors' Foundation X) -> fxmm's SharedDINO.
-- :mod:`.fxmm_models`: building and loading fxmm's ``FoundationX`` / ``TeacherStudent``.
-- :mod:`.fxmm_export`: exporting an fxmm model to mmpretrain / mmdet / mmseg.
+
+Building fxmm models and loading checkpoints into them is :mod:`fxmm.apis.model_setup`;
+exporting them to mmpretrain / mmdet / mmseg is :mod:`fxmm.apis.export`.
 """
 from .checkpoint_files import (add_conversion_args, load_checkpoint_file, save_converted,
                                select_state_dict)
-from .fxmm_export import add_export_args, check_export, image_preprocessor_cfg, save_export
-from .fxmm_models import (COPIES, build_in_scope, foundation_x_cfg, fxmm_state_dict,
-                          load_config, load_fxmm_checkpoint, load_fxmm_model,
-                          teacher_student_state_dict)
 from .key_report import REGENERATED_BUFFERS, KeyReport, match_state_dict
 from .key_rules import ConversionError, KeyMapper, KeyRule, MappedStateDict, StateDict
 from .timm_swin import (infer_swin_arch, merge_norm_timm_to_unfold, merge_norm_unfold_to_timm,
@@ -24,13 +21,25 @@ from .timm_swin import (infer_swin_arch, merge_norm_timm_to_unfold, merge_norm_u
                         swin_rules, timm_downsample_to_stage_end, timm_swin_to_mmpretrain)
 
 __all__ = [
-    'COPIES', 'REGENERATED_BUFFERS', 'ConversionError', 'KeyMapper', 'KeyReport', 'KeyRule',
-    'MappedStateDict', 'StateDict', 'add_conversion_args', 'add_export_args',
-    'build_in_scope', 'check_export', 'foundation_x_cfg', 'fxmm_state_dict',
-    'image_preprocessor_cfg', 'infer_swin_arch', 'load_checkpoint_file', 'load_config',
-    'load_fxmm_checkpoint', 'load_fxmm_model', 'match_state_dict',
-    'merge_norm_timm_to_unfold', 'merge_norm_unfold_to_timm', 'merge_weight_timm_to_unfold',
-    'merge_weight_unfold_to_timm', 'mmpretrain_swin_to_timm', 'save_converted', 'save_export',
+    'REGENERATED_BUFFERS', 'ConversionError', 'KeyMapper', 'KeyReport', 'KeyRule',
+    'MappedStateDict', 'StateDict', 'add_conversion_args', 'infer_swin_arch',
+    'load_checkpoint_file', 'match_state_dict', 'merge_norm_timm_to_unfold',
+    'merge_norm_unfold_to_timm', 'merge_weight_timm_to_unfold', 'merge_weight_unfold_to_timm',
+    'mmpretrain_swin_to_timm', 'save_converted',
     'select_state_dict', 'swin_num_stages', 'swin_pad_small_map', 'swin_rules',
-    'teacher_student_state_dict', 'timm_downsample_to_stage_end', 'timm_swin_to_mmpretrain'
+    'timm_downsample_to_stage_end', 'timm_swin_to_mmpretrain'
 ]
+
+# Compatibility for fxmm/benchmark/models.py, which #18 is moving to tools/ (issue 19, item
+# 2): it imports these three from here. They live in fxmm.apis; remove this once it imports
+# them from there. Resolved on first use, so that this low-level package imports no fxmm.apis.
+_MOVED_TO_APIS = dict(build_in_scope='fxmm.apis.model_setup',
+                      foundation_x_cfg='fxmm.apis.model_setup',
+                      image_preprocessor_cfg='fxmm.apis.export')
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_APIS:
+        import importlib
+        return getattr(importlib.import_module(_MOVED_TO_APIS[name]), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from mmcv.transforms.utils import cache_random_params
 
-from fxmm.datasets.transforms.flip import (CXRRandomFlip, is_lateral, lr_permutation,
-                                           normalise_lr_pairs)
+from fxmm.datasets.transforms.flip import CXRRandomFlip
 from fxmm.datasets.transforms.geometric import (CXRRandomResizedCrop, CXRRandomRotate,
                                                 CXRResize)
 from fxmm.registry import TRANSFORMS
+from fxmm.structures.laterality import is_lateral, lr_permutation, normalise_lr_pairs
 
 H, W = 24, 32
 SEG_CLASSES = ['left_lung', 'right_lung', 'heart']

@@ -5,7 +5,7 @@ A config may hold any top-level variable, so only a key *close* to one the Runne
 ignored (``param_schedular`` trains without a schedule). The modules the Runner itself builds
 (model, datasets, samplers, loops, hooks, ...) have their arguments checked against their
 class; the modules those build in turn are checked when built, by
-:func:`fxmm.utils.registry_hint.hinted_build`.
+:func:`fxmm.registry.hints.hinted_build`.
 """
 import difflib
 import inspect
@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from fxmm.registry import (DATA_SAMPLERS, DATASETS, EVALUATOR, HOOKS, LOG_PROCESSORS, LOOPS,
                            METRICS, MODELS, OPTIM_WRAPPERS, PARAM_SCHEDULERS, VISUALIZERS)
-from .registry_hint import unknown_argument_hint
+from fxmm.registry.hints import unknown_argument_hint
 
 # Top-level keys read outside ``Runner.__init__``'s arguments: by the Runner (model wrapping,
 # compile, SyncBN), by fxmm's tools (runner_type) and by Config (custom_imports). Pipelines

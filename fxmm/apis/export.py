@@ -8,10 +8,10 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from .checkpoint_files import save_converted
-from .fxmm_models import COPIES, build_in_scope
-from .key_report import match_state_dict
-from .key_rules import MappedStateDict, StateDict
+from fxmm.models.teacher_student import COPIES
+from fxmm.utils.state_dict_mapping import (MappedStateDict, StateDict, match_state_dict,
+                                           save_converted)
+from .model_setup import build_in_scope
 
 
 def image_preprocessor_cfg(model: nn.Module, type_name: str, divisor_key: str) -> dict:
@@ -74,6 +74,7 @@ def add_export_args(parser) -> None:
     parser.add_argument('checkpoint', help='fxmm checkpoint')
     parser.add_argument('out', help='output path without extension: writes OUT.pth and OUT.py')
     parser.add_argument('--copy', default='student', choices=COPIES,
-                        help='the copy of a TeacherStudent checkpoint to export')
+                        help='the copy of a TeacherStudent checkpoint to export (default: the '
+                        'student)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')

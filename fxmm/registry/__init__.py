@@ -5,7 +5,8 @@ Each registry names the sub-package holding its classes (``locations``), so that
 module; other libraries' modules are used as ``type='mmdet.DINOHead'`` etc.
 
 A type that is not found raises :class:`KeyError` with a hint: the scopes that do register it
-(``'mmdet.DINOHead'``) or the closest registered names.
+(``'mmdet.DINOHead'``) or the closest registered names (:mod:`.hints`). The bottom layer of
+fxmm: it imports nothing else of fxmm.
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -29,7 +30,7 @@ from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
 
-from .utils.registry_hint import hinted_build
+from .hints import hinted_build
 
 # manage all kinds of runners like `Runner`
 RUNNERS = Registry('runner', parent=MMENGINE_RUNNERS, locations=['fxmm.engine.runner'])
