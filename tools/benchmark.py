@@ -14,6 +14,7 @@ four, plus the AMP x checkpointing variants on CUDA). Each writes ``<out-dir>/<n
 and ``<name>.md`` (``name`` = the subcommand, ``benchmark`` for ``all``).
 """
 import argparse
+import os.path as osp
 import shlex
 import sys
 import time
@@ -23,10 +24,16 @@ import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from fxmm import benchmark
-from fxmm.benchmark.real_inputs import REAL_INPUTS
-from fxmm.benchmark.real_size import GPU_SAMPLES_PER_S, PAPER_CONFIG
-from fxmm.utils.launch import load_config
+# the harness (tools/benchmarks/) and the phantom writer (data_converters/) are not installed
+# with fxmm: import them from this checkout
+ROOT = osp.dirname(osp.dirname(osp.realpath(__file__)))
+if ROOT not in sys.path:
+    sys.path.append(ROOT)
+
+from fxmm.utils.launch import load_config  # noqa: E402
+from tools import benchmarks  # noqa: E402
+from tools.benchmarks.real_inputs import REAL_INPUTS  # noqa: E402
+from tools.benchmarks.real_size import GPU_SAMPLES_PER_S, PAPER_CONFIG  # noqa: E402
 
 REAL_INPUT_NAMES = [i.name for i in REAL_INPUTS]
 
@@ -112,31 +119,31 @@ def run(args) -> dict:
     for name in todo:
         start = time.perf_counter()
         if name == 'step':
-            results[name] = benchmark.step_benchmark(
+            results[name] = benchmarks.step_benchmark(
                 cfg, size=args.size, batch_size=args.batch_size, amp=args.amp,
                 with_cp=args.with_cp, profile=not args.no_profile, **common)
         elif name == 'infer':
-            results[name] = benchmark.infer_benchmark(
+            results[name] = benchmarks.infer_benchmark(
                 cfg, size=args.size, batch_sizes=args.infer_batch_sizes, amp=args.amp,
                 profile=not args.no_profile, **common)
         elif name == 'data':
-            results[name] = benchmark.data_benchmark(
+            results[name] = benchmarks.data_benchmark(
                 cfg, device=args.device, num_files=args.dicom_files, dicom_size=args.dicom_size,
                 repeats=min(args.repeats, 3), iters=args.data_iters, batch_size=args.batch_size,
                 real_size=real_size_args(args))
         else:
-            results[name] = benchmark.scaling_benchmark(
+            results[name] = benchmarks.scaling_benchmark(
                 cfg, sizes=args.scaling_sizes, num_datasets=args.scaling_datasets,
                 batch_size=args.scaling_batch_size, amp=args.amp, with_cp=args.with_cp,
                 size=args.size, **dict(common, repeats=min(args.repeats, 3)))
         log.warning(f'benchmark {name}: {time.perf_counter() - start:.0f} s')
     if args.command == 'all' and args.device.startswith('cuda'):
-        results['variants'] = benchmark.variants_benchmark(
+        results['variants'] = benchmarks.variants_benchmark(
             cfg, device=args.device, size=args.size, batch_size=args.batch_size,
             repeats=args.repeats, warmup=max(args.warmup, 2))
     name = 'benchmark' if args.command == 'all' else args.command
     command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
-    return benchmark.write_report(results, args.out_dir, name, command)
+    return benchmarks.write_report(results, args.out_dir, name, command)
 
 
 def main(argv=None) -> dict:
