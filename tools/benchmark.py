@@ -3,17 +3,24 @@
     python tools/benchmark.py all --config configs/foundation_x_demo.py           # CPU, < 10 min
     python tools/benchmark.py step --config configs/foundation_x.py --device cuda --batch-size 24
     python tools/benchmark.py scaling --config configs/foundation_x_demo.py --quick
+    python tools/benchmark.py limit --config configs/foundation_x.py --device cuda --amp --trace
+    python tools/benchmark.py cp-check --config configs/foundation_x.py --device cuda
 
 Subcommands: ``step`` (training step per task: FX, + teacher, locked phases, against the
 single-task mmpretrain / mmdet / mmseg models), ``infer`` (``predict(heads='all')`` against
 the three references, batch 1 and 16), ``data`` (DICOM pipeline against raw pydicom, data
 share of an iteration; the paper config's pipelines on real-size files of every dataset's
 format from the originals, with reduced decoding and from a prepared store, in cores per
-GPU at ``--gpu-samples-per-s``), ``scaling`` (input size, number of datasets; PNG) and ``all`` (the
-four, plus the AMP x checkpointing variants on CUDA). Each writes ``<out-dir>/<name>.json``
+GPU at ``--gpu-samples-per-s``), ``scaling`` (input size, number of datasets; PNG), ``all`` (the
+four, plus the AMP x checkpointing variants on CUDA), ``limit`` (FX's step beside the bare
+Swin / DINO / UperNet steps and a cls batch sweep; ``--trace``: a ``torch.profiler`` table of
+the top ops and host syncs of each step) and ``cp-check`` (a few loc steps with gradient
+checkpointing: finite losses?). Each writes ``<out-dir>/<name>.json``
 and ``<name>.md`` (``name`` = the subcommand, ``benchmark`` for ``all``).
 """
 import argparse
+import os
+import os.path as osp
 import shlex
 import sys
 import time
@@ -23,14 +30,23 @@ import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from fxmm import benchmark
-from fxmm.benchmark.real_inputs import REAL_INPUTS
-from fxmm.benchmark.real_size import GPU_SAMPLES_PER_S, PAPER_CONFIG
-from fxmm.utils.launch import load_config
+# the harness (tools/benchmarks/) and the phantom writer (data_converters/) are not installed
+# with fxmm: import them from this checkout
+ROOT = osp.dirname(osp.dirname(osp.realpath(__file__)))
+if ROOT not in sys.path:
+    sys.path.append(ROOT)
+
+from fxmm.utils.launch import load_config  # noqa: E402
+from fxmm.structures.cxr_data_sample import TASKS  # noqa: E402
+from tools import benchmarks  # noqa: E402
+from tools.benchmarks.limit import CANDIDATES as LIMIT_CANDIDATES  # noqa: E402
+from tools.benchmarks.real_inputs import REAL_INPUTS  # noqa: E402
+from tools.benchmarks.real_size import GPU_SAMPLES_PER_S, PAPER_CONFIG  # noqa: E402
 
 REAL_INPUT_NAMES = [i.name for i in REAL_INPUTS]
 
-SUBCOMMANDS = ('step', 'infer', 'data', 'scaling', 'all')
+ALL = ('step', 'infer', 'data', 'scaling')  # what `all` runs
+SUBCOMMANDS = ALL + ('all', 'limit', 'cp-check')
 
 
 def parse_args(argv=None):
@@ -78,6 +94,16 @@ def parse_args(argv=None):
                              '3/11 datasets, 8 DICOM files, 2 files per real-size input')
     parser.add_argument('--no-profile', action='store_true',
                         help='no torch.profiler table for the targets not met')
+    parser.add_argument('--tasks', nargs='+', default=list(TASKS), choices=TASKS,
+                        help='the tasks of step and limit (default: all)')
+    parser.add_argument('--sweep-batch-sizes', type=int, nargs='*', default=[8, 16, 24, 32],
+                        help="limit: the cls step's batch sweep (none: no sweep)")
+    parser.add_argument('--trace', nargs='*', default=None, choices=LIMIT_CANDIDATES,
+                        help='limit: a torch.profiler table (top ops, host syncs) of one step '
+                             'of these candidates (none named: all) in every task')
+    parser.add_argument('--chrome-trace', action='store_true',
+                        help="limit --trace: also write each step's Chrome trace (JSON)")
+    parser.add_argument('--cp-steps', type=int, default=3, help='cp-check: loc steps per variant')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
@@ -88,6 +114,8 @@ def parse_args(argv=None):
         args.real_files = min(args.real_files, 2)
         args.scaling_sizes, args.scaling_datasets = args.scaling_sizes[:2], [3, 11]
     args.repeats = args.repeats or 8
+    if args.trace == []:
+        args.trace = list(LIMIT_CANDIDATES)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         parser.error('--device cuda: torch sees no GPU here')
     return args
@@ -107,36 +135,48 @@ def run(args) -> dict:
     """Run the subcommand(s) and write the report; returns the paths written."""
     cfg = load_config(args.config, cfg_options=args.cfg_options)
     common = dict(device=args.device, repeats=args.repeats, warmup=args.warmup)
-    todo = SUBCOMMANDS[:-1] if args.command == 'all' else (args.command, )
+    todo = ALL if args.command == 'all' else (args.command, )
     results, log = {}, MMLogger.get_current_instance()
     for name in todo:
         start = time.perf_counter()
         if name == 'step':
-            results[name] = benchmark.step_benchmark(
+            results[name] = benchmarks.step_benchmark(
                 cfg, size=args.size, batch_size=args.batch_size, amp=args.amp,
-                with_cp=args.with_cp, profile=not args.no_profile, **common)
+                with_cp=args.with_cp, tasks=args.tasks, profile=not args.no_profile, **common)
         elif name == 'infer':
-            results[name] = benchmark.infer_benchmark(
+            results[name] = benchmarks.infer_benchmark(
                 cfg, size=args.size, batch_sizes=args.infer_batch_sizes, amp=args.amp,
                 profile=not args.no_profile, **common)
         elif name == 'data':
-            results[name] = benchmark.data_benchmark(
+            results[name] = benchmarks.data_benchmark(
                 cfg, device=args.device, num_files=args.dicom_files, dicom_size=args.dicom_size,
                 repeats=min(args.repeats, 3), iters=args.data_iters, batch_size=args.batch_size,
                 real_size=real_size_args(args))
+        elif name == 'limit':
+            if args.chrome_trace:
+                os.makedirs(args.out_dir, exist_ok=True)
+            results[name] = benchmarks.limit_benchmark(
+                cfg, size=args.size, batch_size=args.batch_size,
+                sweep_batch_sizes=args.sweep_batch_sizes, amp=args.amp, tasks=args.tasks,
+                trace=args.trace or (), chrome_trace_dir=args.out_dir if args.chrome_trace
+                else None, **dict(common, warmup=max(args.warmup, 1)))
+        elif name == 'cp-check':
+            results['cp_check'] = benchmarks.cp_check(
+                cfg, device=args.device, size=args.size, batch_size=args.batch_size,
+                steps=args.cp_steps)
         else:
-            results[name] = benchmark.scaling_benchmark(
+            results[name] = benchmarks.scaling_benchmark(
                 cfg, sizes=args.scaling_sizes, num_datasets=args.scaling_datasets,
                 batch_size=args.scaling_batch_size, amp=args.amp, with_cp=args.with_cp,
                 size=args.size, **dict(common, repeats=min(args.repeats, 3)))
         log.warning(f'benchmark {name}: {time.perf_counter() - start:.0f} s')
     if args.command == 'all' and args.device.startswith('cuda'):
-        results['variants'] = benchmark.variants_benchmark(
+        results['variants'] = benchmarks.variants_benchmark(
             cfg, device=args.device, size=args.size, batch_size=args.batch_size,
             repeats=args.repeats, warmup=max(args.warmup, 2))
     name = 'benchmark' if args.command == 'all' else args.command
     command = 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
-    return benchmark.write_report(results, args.out_dir, name, command)
+    return benchmarks.write_report(results, args.out_dir, name, command)
 
 
 def main(argv=None) -> dict:

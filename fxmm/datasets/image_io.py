@@ -35,7 +35,6 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 import pydicom
-import SimpleITK as sitk
 from PIL import Image
 from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
@@ -624,6 +623,7 @@ def _grey_or_stored(img: np.ndarray, order: str, meta: dict) -> Tuple[np.ndarray
 # ----------------------------------------------------------------------------- MHA / NRRD
 def _read_sitk(path: str, min_decoded_side: Optional[int] = None) -> Tuple[np.ndarray, dict]:
     """Read a 2-D (or single-slice 3-D) MetaImage/NRRD with SimpleITK, whole."""
+    import SimpleITK as sitk  # on first use: only these formats need it
     try:
         image = sitk.ReadImage(path)
     except RuntimeError as e:

@@ -1,4 +1,4 @@
-"""Tests of tools/benchmark.py and fxmm.benchmark at tiny sizes (64 px, batch 2, 1-2 rounds).
+"""Tests of tools/benchmark.py and tools/benchmarks/ at tiny sizes (64 px, batch 2, 1-2 rounds).
 
 They check what the benchmark reports, never how fast anything is: the speed targets belong
 in the benchmark's output. The CLI runs once as a user runs it (``all``); the subcommands run
@@ -13,10 +13,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from fxmm.benchmark import models, timing
-from fxmm.benchmark.scaling import replicated_datasets
-from fxmm.benchmark.step import LockPhase
 from fxmm.testing import run_python
+from tools.benchmarks import models, timing
+from tools.benchmarks.scaling import replicated_datasets
+from tools.benchmarks.step import LockPhase
 
 ROOT = osp.join(osp.dirname(__file__), '..', '..')
 CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
@@ -185,7 +185,7 @@ def test_timing_helpers():
 
 
 def test_data_share_is_skipped_with_the_reason_when_real_data_is_missing():
-    from fxmm.benchmark.data import data_benchmark
+    from tools.benchmarks.data import data_benchmark
     cfg = Config.fromfile(CONFIG)
     cfg.train_dataloader.dataset.pairs[0].dataset.data_root = 'nowhere/CheXpert-v1.0-small'
     result = data_benchmark(cfg, num_files=2, dicom_size=64, repeats=1, iters=1)
@@ -195,8 +195,8 @@ def test_data_share_is_skipped_with_the_reason_when_real_data_is_missing():
 
 def test_real_size_benchmark_reduces_stores_and_measures_the_share(tmp_path):
     """Two small inputs large enough to be reduced (long side 1100 / 600 at a 256 store)."""
-    from fxmm.benchmark.real_inputs import RealInput
-    from fxmm.benchmark.real_size import real_size_benchmark
+    from tools.benchmarks.real_inputs import RealInput
+    from tools.benchmarks.real_size import real_size_benchmark
     inputs = [RealInput('jpeg_1100', 'MIMIC-like', 'jpeg', 1100, 900, 8),
               RealInput('png16_600', '--to-png like', 'png', 600, 600, 12)]
     cfg = Config.fromfile(CONFIG)

@@ -50,7 +50,7 @@ from mmengine.logging import print_log
 from fxmm.evaluation.results_table import COLUMNS, results_table
 from fxmm.evaluation.seed_summary import (Table, aggregate_over_seeds, nan_to_none,
                                           stats_cell)
-from fxmm.models.foundation_x import CLASS_KEYS
+from fxmm.structures import CLASS_KEYS
 from fxmm.structures.cxr_data_sample import pair_name
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

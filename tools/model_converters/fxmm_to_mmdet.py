@@ -16,60 +16,15 @@ checked by building the DINO from the written config in mmdet and comparing ever
 shape.
 """
 import argparse
-import copy
-import inspect
 import re
 from collections import OrderedDict
 from typing import Tuple
 
 from torch import nn
 
-from fxmm.apis import (add_export_args, check_export, image_preprocessor_cfg,
-                       load_fxmm_checkpoint, save_export)
-from fxmm.models.detectors.shared_dino import SharedDINO
-from fxmm.utils.state_dict_mapping import ConversionError, KeyMapper, KeyRule, StateDict
-
-_SHARED_DINO_DEFAULTS = {name: p.default for name, p in
-                         inspect.signature(SharedDINO).parameters.items()
-                         if p.default is not inspect.Parameter.empty}
-
-
-def dino_config(model: nn.Module, model_cfg: dict, dataset: str) -> dict:
-    """The mmdet ``DINO`` config of ``dataset``'s detector in a FoundationX.
-
-    Args:
-        model (nn.Module): The FoundationX (built from ``model_cfg``).
-        model_cfg (dict): Its config.
-        dataset (str): A dataset with a localisation branch.
-
-    Returns:
-        dict: The DINO config (mmdet scope).
-    """
-    head = model.loc_head
-    if head is None:
-        raise ConversionError('the model has no localisation head (loc_head)')
-    branch = head.branch(dataset)
-    cfg = dict(_SHARED_DINO_DEFAULTS, **copy.deepcopy(model_cfg['loc_head']))
-    backbone = dict(model_cfg['backbone'], init_cfg=None, out_indices=tuple(head.in_indices))
-    return dict(
-        type='DINO',
-        num_queries=head.num_queries,
-        with_box_refine=True,
-        as_two_stage=True,
-        num_feature_levels=head.num_feature_levels,
-        data_preprocessor=image_preprocessor_cfg(model, 'DetDataPreprocessor', 'pad_size_divisor'),
-        backbone=backbone,
-        # as SharedDINO builds its input projection
-        neck=dict(type='ChannelMapper', in_channels=list(head.in_channels), kernel_size=1,
-                  out_channels=head.embed_dims, act_cfg=None,
-                  norm_cfg=dict(type='GN', num_groups=32), num_outs=head.num_feature_levels),
-        encoder=head._encoder_cfg(cfg['encoder']),
-        decoder=head._decoder_cfg(cfg['decoder']),
-        positional_encoding=cfg['positional_encoding'],
-        bbox_head=dict(cfg['bbox_head'], num_classes=branch.num_classes),
-        dn_cfg=cfg['dn_cfg'],
-        train_cfg=cfg['train_cfg'],
-        test_cfg=cfg['test_cfg'])
+from fxmm.apis import add_export_args, check_export, load_fxmm_checkpoint, save_export
+from fxmm.apis.export_configs import dino_config
+from fxmm.utils.state_dict_mapping import KeyMapper, KeyRule, StateDict
 
 
 def export_dino(model: nn.Module, model_cfg: dict, dataset: str) -> Tuple[StateDict, dict]:

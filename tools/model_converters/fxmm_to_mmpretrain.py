@@ -20,14 +20,8 @@ from typing import Tuple
 from torch import nn
 
 from fxmm.apis import add_export_args, check_export, load_fxmm_checkpoint, save_export
+from fxmm.apis.export_configs import split_scope
 from fxmm.utils.state_dict_mapping import KeyMapper, KeyRule, StateDict
-
-
-def split_scope(cfg: dict) -> Tuple[dict, str]:
-    """``type='mmpretrain.SwinTransformer'`` -> (``type='SwinTransformer'``, ``'mmpretrain'``);
-    an unscoped type stays in ``fxmm``."""
-    scope, _, name = cfg['type'].rpartition('.')
-    return dict(cfg, type=name), scope or 'fxmm'
 
 
 def export_backbone(model: nn.Module, backbone_cfg: dict) -> Tuple[StateDict, dict, str]:

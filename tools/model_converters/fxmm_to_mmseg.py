@@ -26,64 +26,9 @@ from typing import Tuple
 
 from torch import nn
 
-from fxmm.apis import (add_export_args, check_export, image_preprocessor_cfg,
-                       load_fxmm_checkpoint, save_export)
-from fxmm.utils.state_dict_mapping import ConversionError, KeyMapper, KeyRule, StateDict
-
-
-def upernet_config(model: nn.Module, model_cfg: dict, dataset: str) -> dict:
-    """The mmseg ``EncoderDecoder`` config of ``dataset``'s segmentor in a FoundationX.
-
-    Args:
-        model (nn.Module): The FoundationX (built from ``model_cfg``).
-        model_cfg (dict): Its config.
-        dataset (str): A dataset with a segmentation head.
-
-    Returns:
-        dict: The segmentor config (mmseg scope).
-    """
-    if model.seg_head is None:
-        raise ConversionError('the model has no segmentation head (seg_head)')
-    if dataset not in model.seg_head.heads:
-        raise ConversionError(f'no segmentation head for dataset {dataset!r}; the model has '
-                              f'{list(model.seg_head.heads)}')
-    uper = getattr(model.seg_neck, 'uper', None)
-    if uper is None:
-        raise ConversionError(
-            f'the seg neck is a {type(model.seg_neck).__name__}, not a SharedUperNet (mmseg\'s '
-            'UPerHead): it has no mmseg counterpart to export to')
-    head = model.seg_head.heads[dataset]
-    if len(head) != 1 or head[0].kernel_size != (1, 1):
-        raise ConversionError(
-            f'the {dataset} seg head is not one 1x1 conv (a 3x3 conv before it, mid_channels, '
-            "or a 3x3 classifier, kernel_size): mmseg's UPerHead has no place for it, so it "
-            'cannot be exported exactly')
-    if model.seg_head.align_corners != uper.align_corners:
-        raise ConversionError('the seg head and the shared UperNet differ in align_corners; '
-                              'mmseg resizes with the decode head\'s, so the export would differ')
-    num_masks = head[0].out_channels
-    binary = num_masks == 1
-    return dict(
-        type='EncoderDecoder',
-        data_preprocessor=image_preprocessor_cfg(model, 'SegDataPreProcessor', 'size_divisor'),
-        backbone=dict(model_cfg['backbone'], init_cfg=None),
-        decode_head=dict(
-            type='UPerHead',
-            in_channels=list(uper.in_channels),
-            in_index=list(uper.in_index),
-            channels=uper.channels,
-            pool_scales=tuple(uper.psp_modules.pool_scales),
-            dropout_ratio=0.,
-            # one mask: mmseg's binary mode (sigmoid > threshold); K masks: K logits
-            num_classes=2 if binary else num_masks,
-            out_channels=num_masks,
-            threshold=model.seg_head.threshold,
-            norm_cfg=uper.norm_cfg,
-            act_cfg=uper.act_cfg,
-            align_corners=uper.align_corners,
-            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=binary)),
-        train_cfg=dict(),
-        test_cfg=dict(mode='whole'))
+from fxmm.apis import add_export_args, check_export, load_fxmm_checkpoint, save_export
+from fxmm.apis.export_configs import upernet_config
+from fxmm.utils.state_dict_mapping import KeyMapper, KeyRule, StateDict
 
 
 def export_upernet(model: nn.Module, model_cfg: dict, dataset: str) -> Tuple[StateDict, dict]:

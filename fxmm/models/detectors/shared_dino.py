@@ -157,10 +157,10 @@ class SharedDINO(BaseModule):
         if 2 * self.positional_encoding.num_feats != embed_dims:
             raise ValueError(f'embed_dims ({embed_dims}) must be 2 * positional_encoding.'
                              f'num_feats ({self.positional_encoding.num_feats})')
-        self.encoder = DeformableDetrTransformerEncoder(**self._encoder_cfg(encoder))
+        self.encoder = DeformableDetrTransformerEncoder(**self.encoder_cfg(encoder))
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, embed_dims))
 
-        decoder = self._decoder_cfg(decoder)
+        decoder = self.decoder_cfg(decoder)
         branch_cfg = dict(branch_cfg or {})
         for key in ('num_classes', 'embed_dims', 'num_queries', 'decoder', 'dn_cfg',
                     'bbox_head', 'train_cfg', 'test_cfg'):
@@ -175,8 +175,9 @@ class SharedDINO(BaseModule):
             for name, num_classes in dataset_classes.items()
         })
 
-    def _encoder_cfg(self, encoder: ConfigType) -> dict:
-        """The encoder config with the detector's width and number of levels filled in."""
+    def encoder_cfg(self, encoder: ConfigType) -> dict:
+        """The encoder config with the detector's width and number of levels filled in (as
+        this module and an mmdet ``DINO`` of the same sizes build it)."""
         encoder = copy.deepcopy(encoder)
         layer = encoder.setdefault('layer_cfg', {})
         _fill_cfg(layer.setdefault('self_attn_cfg', {}), 'encoder.layer_cfg.self_attn_cfg',
@@ -185,8 +186,9 @@ class SharedDINO(BaseModule):
                   embed_dims=self.embed_dims)
         return encoder
 
-    def _decoder_cfg(self, decoder: ConfigType) -> dict:
-        """The decoder config with the detector's width and number of levels filled in."""
+    def decoder_cfg(self, decoder: ConfigType) -> dict:
+        """The decoder config with the detector's width and number of levels filled in (as
+        the branches and an mmdet ``DINO`` of the same sizes build it)."""
         decoder = copy.deepcopy(decoder)
         if not decoder.setdefault('return_intermediate', True):
             raise ValueError('decoder.return_intermediate must be True: the DINO head '

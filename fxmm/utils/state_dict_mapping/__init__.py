@@ -29,17 +29,3 @@ __all__ = [
     'select_state_dict', 'swin_num_stages', 'swin_pad_small_map', 'swin_rules',
     'timm_downsample_to_stage_end', 'timm_swin_to_mmpretrain'
 ]
-
-# Compatibility for fxmm/benchmark/models.py, which #18 is moving to tools/ (issue 19, item
-# 2): it imports these three from here. They live in fxmm.apis; remove this once it imports
-# them from there. Resolved on first use, so that this low-level package imports no fxmm.apis.
-_MOVED_TO_APIS = dict(build_in_scope='fxmm.apis.model_setup',
-                      foundation_x_cfg='fxmm.apis.model_setup',
-                      image_preprocessor_cfg='fxmm.apis.export')
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_APIS:
-        import importlib
-        return getattr(importlib.import_module(_MOVED_TO_APIS[name]), name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

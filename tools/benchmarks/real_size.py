@@ -1,7 +1,7 @@
 """The data pipeline on real-size images: from the originals, with reduced decoding and from a
 prepared image store, against the step rate of a GPU.
 
-On the files of :mod:`fxmm.benchmark.real_inputs` (one kind per format and size of the real
+On the files of :mod:`.real_inputs` (one kind per format and size of the real
 datasets), the paper config's cls / loc / seg training pipelines (224 px) run in three
 variants, timed side by side, file by file, with the same per-sample seed:
 
@@ -44,14 +44,14 @@ from fxmm.datasets.prepare_store import prepare_images
 from fxmm.datasets.sample_rng import sample_rng
 from fxmm.registry import DATASETS
 from fxmm.utils.setup_env import register_all_modules
-from .models import REPO_ROOT
 from .real_inputs import REAL_INPUTS, file_kib, write_real_inputs
 from .timing import interleaved, summarize
 
 #: The H100's rate on the paper config's cls step: fp32, with the teacher, batch 24
 #: (docs/reliability.md, measured before the optimiser's param groups were merged).
 GPU_SAMPLES_PER_S = 101.
-PAPER_CONFIG = osp.join(REPO_ROOT, 'configs', 'foundation_x.py')
+PAPER_CONFIG = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+                        'foundation_x.py')
 TASKS = ('cls', 'loc', 'seg')
 VARIANTS = ('original', 'reduced', 'store')
 REDUCING_KINDS = ('jpeg', 'dicom_jpeg', 'dicom_j2k')  # whose decoders reduce

@@ -4,16 +4,11 @@ its teacher) and, per task, the single-task OpenMMLab model with the same parts.
 The single-task references come from the plain packages with the backbone dict and sizes
 of the config's ``FoundationX``: mmpretrain ``ImageClassifier`` (Swin + global average pool
 + ``MultiLabelLinearClsHead``), mmdet ``DINO`` and mmseg ``EncoderDecoder`` with
-``UPerHead``. The DINO and UperNet configs are the ones ``tools/model_converters`` exports
-(``dino_config``, ``upernet_config``), so a reference is exactly the model an fxmm
-checkpoint of that dataset exports to.
+``UPerHead``. The DINO and UperNet configs are those of :mod:`fxmm.apis.export_configs`
+(``dino_config``, ``upernet_config``), which ``tools/model_converters`` export to, so a
+reference is exactly the model an fxmm checkpoint of that dataset exports to.
 """
 import copy
-import functools
-import importlib
-import importlib.util
-import os.path as osp
-import sys
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
@@ -23,37 +18,13 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData, PixelData
 from torch import nn
 
+from fxmm.apis.export_configs import dino_config, split_scope, upernet_config
 from fxmm.engine.optim_wrappers import AMP_VARIANTS
-from fxmm.models.foundation_x import CLASS_KEYS
+from fxmm.structures import CLASS_KEYS
 from fxmm.structures.cxr_data_sample import TASKS
 from fxmm.testing import demo_cxr_inputs
 from fxmm.utils.setup_env import register_all_modules
-from fxmm.utils.state_dict_mapping import build_in_scope, foundation_x_cfg, image_preprocessor_cfg
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-# task -> (library scope, converter script holding its config function, function name)
-_REFERENCE_EXPORTS = dict(
-    loc=('mmdet', 'tools/model_converters/fxmm_to_mmdet.py', 'dino_config'),
-    seg=('mmseg', 'tools/model_converters/fxmm_to_mmseg.py', 'upernet_config'))
-
-
-@functools.lru_cache(maxsize=None)
-def repo_module(path: str):
-    """A script of the fxmm checkout (``tools/model_converters/fxmm_to_mmdet.py``,
-    ``data_converters/synthetic.py``) as a module: they are not part of the package."""
-    full = osp.join(REPO_ROOT, path)
-    if not osp.isfile(full):
-        raise FileNotFoundError(f'the benchmark reuses {full}; run it from an fxmm checkout')
-    dotted = osp.splitext(path)[0].replace('/', '.')
-    if osp.isfile(osp.join(osp.dirname(full), '__init__.py')):  # a package: import it as one
-        if REPO_ROOT not in sys.path:
-            sys.path.append(REPO_ROOT)
-        return importlib.import_module(dotted)
-    name = 'fxmm_benchmark_' + dotted.replace('.', '_')
-    spec = importlib.util.spec_from_file_location(name, full)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fxmm.apis import build_in_scope, foundation_x_cfg, image_preprocessor_cfg
 
 
 def student_config(cfg: Config, size: int, with_cp: bool = False,
@@ -101,11 +72,11 @@ def reference_config(student: nn.Module, student_cfg: dict, task: str, dataset: 
         task (str): ``'cls'``, ``'loc'`` or ``'seg'``.
         dataset (str): a dataset with a ``task`` head.
     """
-    if task in _REFERENCE_EXPORTS:
-        scope, script, function = _REFERENCE_EXPORTS[task]
-        return getattr(repo_module(script), function)(student, student_cfg, dataset), scope
-    backbone, scope = repo_module('tools/model_converters/fxmm_to_mmpretrain.py').split_scope(
-        dict(student_cfg['backbone'], init_cfg=None))
+    if task == 'loc':
+        return dino_config(student, student_cfg, dataset), 'mmdet'
+    if task == 'seg':
+        return upernet_config(student, student_cfg, dataset), 'mmseg'
+    backbone, scope = split_scope(dict(student_cfg['backbone'], init_cfg=None))
     if scope != 'mmpretrain':
         raise ValueError(f'the cls reference is an mmpretrain ImageClassifier; backbone '
                          f'{student_cfg["backbone"]["type"]} is not from mmpretrain')

@@ -4,7 +4,7 @@ Per task (cls / loc / seg), one training step (data preprocessor, forward, backw
 clipping, AdamW step: ``model.train_step`` with the config's optim wrapper) of five
 candidates, timed interleaved on the same batch:
 
-- ``reference``: the single-task model of :mod:`fxmm.benchmark.models`;
+- ``reference``: the single-task model of :mod:`.models`;
 - ``fx``: the config's ``FoundationX`` without a teacher;
 - ``fx_locked``: the same model during a locked phase of :class:`LockReleaseHook`;
 - ``fx_teacher``: ``TeacherStudent`` (EMA teacher forward + consistency loss);

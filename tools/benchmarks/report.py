@@ -124,7 +124,7 @@ def data_lines(res: dict) -> List[str]:
 
 
 def real_size_lines(res: dict) -> List[str]:
-    """The real-size part of the data benchmark (:mod:`fxmm.benchmark.real_size`)."""
+    """The real-size part of the data benchmark (:mod:`.real_size`)."""
     s, inputs = res['settings'], res['inputs']
     rate = s['gpu_samples_per_s']
     lines = ['### Real-size images: originals, reduced decoding, prepared store', '',
@@ -288,18 +288,24 @@ def summary_lines(results: dict) -> List[str]:
                          f"< {d['share']['target']}", _met(d['share'])])
         if results['data'].get('real_size'):
             rows += real_size_summary(results['data']['real_size'])
+    if results.get('limit'):
+        rows += limit_summary(results['limit'])
+    if results.get('cp_check'):
+        rows += cp_check_summary(results['cp_check'])
     return _table(['target', 'measured', 'bound', ''], rows) if rows else []
 
 
 def write_report(results: dict, out_dir: str, name: str, command: str) -> dict:
-    """Write ``<name>.json``, ``<name>.md``, ``<name>_scaling.png`` (with scaling results)
-    and ``<name>_profile_<what>.txt`` (profiles) under ``out_dir``.
+    """Write ``<name>.json``, ``<name>.md``, ``<name>_scaling.png`` (with scaling results),
+    ``<name>_profile_<what>.txt`` (profiles) and ``<name>_trace_<task>_<candidate>.txt``
+    (the limit's traces) under ``out_dir``.
 
     Returns:
         dict: the paths written, by kind.
     """
     os.makedirs(out_dir, exist_ok=True)
-    for stale in glob.glob(osp.join(out_dir, f'{name}_profile_*.txt')):
+    for stale in glob.glob(osp.join(out_dir, f'{name}_profile_*.txt')) + glob.glob(
+            osp.join(out_dir, f'{name}_trace_*.txt')):
         os.remove(stale)  # from an earlier run: only this run's profiles are listed
     results = dict(results, machine=machine(), command=command)
     paths = dict(json=osp.join(out_dir, f'{name}.json'), md=osp.join(out_dir, f'{name}.md'),
@@ -319,6 +325,12 @@ def write_report(results: dict, out_dir: str, name: str, command: str) -> dict:
             path = osp.join(out_dir, f'{name}_profile_{key}_{what}.txt')
             atomic_write_bytes(table.encode(), path)
             paths['profiles'].append(path)
+    for task, r in results.get('limit', {}).get('tasks', {}).items():
+        for candidate, trace in r['traces'].items():
+            path = osp.join(out_dir, f'{name}_trace_{task}_{candidate}.txt')
+            atomic_write_bytes(trace.pop('table').encode(), path)
+            paths['profiles'].append(path)
+            trace['file'] = osp.basename(path)
     m = results['machine']
     lines = ['# Foundation X benchmark', '', f'`{command}`', '',
              f"Machine: {m.get('gpu', 'CPU only')}; {m['cpu_count']} CPUs ({m['processor']}), "
@@ -335,8 +347,12 @@ def write_report(results: dict, out_dir: str, name: str, command: str) -> dict:
         lines += scaling_lines(results['scaling'], png)
     if results.get('variants'):
         lines += variants_lines(results['variants'])
+    if results.get('limit'):
+        lines += limit_lines(results['limit'])
+    if results.get('cp_check'):
+        lines += cp_check_lines(results['cp_check'])
     if paths['profiles']:
-        lines += ['## Profiles of the targets not met', '']
+        lines += ['## Profiles (targets not met) and traces', '']
         lines += [f'- [{osp.basename(p)}]({osp.basename(p)})' for p in paths['profiles']] + ['']
     atomic_write_bytes('\n'.join(lines).encode(), paths['md'])
     atomic_write_bytes(json.dumps(results, indent=1, default=str).encode(), paths['json'])
@@ -352,3 +368,77 @@ def variants_lines(res: dict) -> List[str]:
             if 'error' not in v else [task, name, 'failed: ' + v['error'], '', '']
             for task, r in res['tasks'].items() for name, v in r.items()]
     return lines + _table(['task', 'variant', 'samples/s', 'step s', 'peak MiB'], rows)
+
+
+def limit_lines(res: dict) -> List[str]:
+    """The limit (:mod:`.limit`): FX beside the bare steps, and the batch sweep."""
+    s = res['settings']
+    lines = ['## 6. The limit: FX beside the bare steps', '',
+             f"Input {s['size']} px, batch {s['batch_size']}, {s['repeats']} interleaved rounds "
+             f"after {s['warmup']} warm-up, bf16 {_fmt(s['amp'])}. `bare`: forward + backward "
+             '+ plain AdamW on inputs already on the device (cls: the backbone + pool + '
+             'linear; loc: mmdet DINO; seg: mmseg UperNet). Ratio: FX samples/s over the bare '
+             "step's, median [quartiles] of the per-round ratios.", '']
+    lines += _table(
+        ['task (dataset)', 'bare samples/s', 'fx samples/s', 'fx_teacher samples/s',
+         'fx / bare', 'fx_teacher / bare', 'bare peak MiB', 'fx peak MiB',
+         'fx_teacher peak MiB'],
+        [[f"{t} ({r['dataset']})"] + [r['samples_per_s'][c] for c in ('bare', 'fx', 'fx_teacher')]
+         + [_ratio(r['ratios'][c]) for c in ('fx', 'fx_teacher')]
+         + [r['peak_memory_mib'][c] for c in ('bare', 'fx', 'fx_teacher')]
+         for t, r in res['tasks'].items()])
+    traces = [[t, c, x['num_syncs'], ', '.join(f"{o['name']} {o['self_ms']:.1f} ms"
+                                               for o in x['top_ops'][:3]), x.get('file')]
+              for t, r in res['tasks'].items() for c, x in r['traces'].items()]
+    if traces:
+        lines += ['Traces of one step (`torch.profiler`; host syncs: the waits for the device '
+                  'on CUDA, the ops that cause them elsewhere):', '']
+        lines += _table(['task', 'candidate', 'host syncs', 'top ops (own time)', 'file'],
+                        traces)
+    sweep = res.get('sweep')
+    if sweep:
+        sizes = list(next(iter(sweep['times'].values())))
+        lines += ['cls step time (s) against the batch, all interleaved; line fit: fixed s + '
+                  's per sample x batch:', '']
+        lines += _table(['candidate'] + [f'batch {b}' for b in sizes] +
+                        ['fixed s', 's / sample', 'growth (largest / smallest)'],
+                        [[c] + [t[b]['median'] for b in sizes] +
+                         [sweep['fits'][c]['intercept'], sweep['fits'][c]['slope'],
+                          sweep['growth'][c]] for c, t in sweep['times'].items()])
+    return lines
+
+
+def limit_summary(res: dict) -> List[list]:
+    """The summary rows of the limit's targets (and its untargeted ratios)."""
+    rows = []
+    for task, r in res['tasks'].items():
+        for name, v in r['ratios'].items():
+            bound = f">= {v['target']}" if 'target' in v else 'reported'
+            rows.append([f'limit {task}: {name} / bare samples/s', _ratio(v), bound,
+                         _met(v) if 'met' in v else ''])
+    for name, g in res.get('sweep', {}).get('growth_vs_bare', {}).items():
+        rows.append([f"limit cls: {name}'s step time growth over the batch sweep / bare's",
+                     _fmt(g['value']), f">= {g['target']}", _met(g)])
+    return rows
+
+
+def cp_check_lines(res: dict) -> List[str]:
+    """The with_cp + loc check (:mod:`.cp_check`)."""
+    s = res['settings']
+    lines = ['## 7. Gradient checkpointing with the loc pairs', '',
+             f"{s['steps']} loc steps of {s['dataset']} at {s['size']} px, batch "
+             f"{s['batch_size']}, {'TeacherStudent' if s['teacher'] else 'FoundationX'}, the "
+             'same initial weights and batches in every variant.', '']
+    rows = [[name, r['with_cp'], r['amp'], len(r['losses']),
+             ', '.join(_fmt(x['loss']) for x in r['losses']), r['params_finite'],
+             r.get('first_loss_diff'), r['finite'], r['error'] or '']
+            for name, r in res['variants'].items()]
+    return lines + _table(['variant', 'with_cp', 'bf16', 'steps run', 'total loss per step',
+                           'weights finite', '|first loss - fp32|', 'finite', 'error'], rows)
+
+
+def cp_check_summary(res: dict) -> List[list]:
+    """One row: every variant's losses and weights finite."""
+    names = ', '.join(res['variants'])
+    return [[f'with_cp + loc: every step finite ({names})', _fmt(res['all_finite']), 'yes',
+             _met(dict(met=res['all_finite']))]]

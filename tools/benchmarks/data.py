@@ -9,7 +9,7 @@
 2. Data share: the config's train dataloader (its ``num_workers``) feeding training steps of
    the config's model; the share is the time spent waiting for ``next(batch)`` over the
    whole iteration.
-3. Real-size images (:mod:`fxmm.benchmark.real_size`): the paper config's pipelines on files
+3. Real-size images (:mod:`.real_size`): the paper config's pipelines on files
    of every real dataset's format and size, from the originals, with reduced decoding and
    from a prepared image store, and the cores per GPU each needs.
 """
@@ -25,6 +25,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
+from data_converters.synthetic import PHANTOM_DATASETS, generate_phantom_datasets
 from fxmm.registry import DATASETS, TRANSFORMS
 from fxmm.utils.setup_env import register_all_modules
 from . import models
@@ -34,10 +35,6 @@ from .timing import cprofile_table, interleaved, summarize, synchronize
 PIPELINE_TARGET = 0.8  # pipeline throughput >= 0.8x raw pydicom decoding
 DATA_SHARE_TARGET = 0.10  # data time < 10% of a training step
 _DICOM_PHANTOM = 'phantom_loc'  # a phantom dataset written as DICOM, with boxes
-
-
-def _synthetic():
-    return models.repo_module('data_converters/synthetic.py')
 
 
 def _train_pairs(cfg: Config) -> list:
@@ -60,9 +57,8 @@ def pipeline_benchmark(cfg: Config, work_dir: str, num_files: int = 16, dicom_si
         file, seconds summaries of ``pipeline``, ``load_only``, ``pydicom``),
         ``files_per_s`` and ``ratio`` (pipeline / pydicom throughput, ``target``, ``met``).
     """
-    _synthetic().generate_phantom_datasets(work_dir, num_train=num_files, num_val=1,
-                                           num_test=1, size=dicom_size,
-                                           datasets=[_DICOM_PHANTOM], overwrite=True)
+    generate_phantom_datasets(work_dir, num_train=num_files, num_val=1, num_test=1,
+                              size=dicom_size, datasets=[_DICOM_PHANTOM], overwrite=True)
     pairs = _train_pairs(cfg)
     pair = next((p for p in pairs if p['task'] == 'loc'), pairs[0])
     register_all_modules(init_default_scope=False)
@@ -110,15 +106,13 @@ def _loader_cfg(cfg: Config, work_dir: str, batch_size: Optional[int]) -> dict:
     roots = [p['dataset']['data_root'] for p in loader.dataset.pairs]
     if all(osp.isdir(root) for root in roots):
         return loader
-    synthetic = _synthetic()
     names = {osp.basename(osp.normpath(root)) for root in roots}
-    unknown = names - set(synthetic.PHANTOM_DATASETS)
+    unknown = names - set(PHANTOM_DATASETS)
     if unknown:
         raise FileNotFoundError(f'data share: the data of {sorted(unknown)} is missing and they '
                                 'are not phantom datasets; convert them first')
-    synthetic.generate_phantom_datasets(work_dir, num_train=2 * loader['batch_size'],
-                                        num_val=1, num_test=1, datasets=sorted(names),
-                                        overwrite=True)
+    generate_phantom_datasets(work_dir, num_train=2 * loader['batch_size'], num_val=1,
+                              num_test=1, datasets=sorted(names), overwrite=True)
     for pair in loader.dataset.pairs:
         pair['dataset']['data_root'] = osp.join(
             work_dir, osp.basename(osp.normpath(pair['dataset']['data_root'])))
@@ -172,7 +166,7 @@ def data_benchmark(cfg: Config, device: str = 'cpu', num_files: int = 16,
     """The three parts, on files written to a temporary folder (removed afterwards). The
     data share is ``dict(skipped=<why>)`` for a config whose data is neither here nor
     phantoms; ``real_size`` holds the arguments of
-    :func:`~fxmm.benchmark.real_size.real_size_benchmark` (None: that part is left out)."""
+    :func:`.real_size.real_size_benchmark` (None: that part is left out)."""
     with tempfile.TemporaryDirectory(prefix='fxmm_benchmark_') as tmp:
         pipeline = pipeline_benchmark(cfg, osp.join(tmp, 'dicom'), num_files, dicom_size,
                                       repeats)

@@ -18,7 +18,6 @@ from typing import Dict, Tuple
 
 import cv2
 import numpy as np
-import SimpleITK as sitk
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit
 
 from fxmm.datasets.cxr_dataset import ANNOTATION_VERSION
@@ -119,6 +118,7 @@ def write_image(spec: RealInput, path: str, pixels: np.ndarray) -> None:
         if not cv2.imwrite(path, pixels, params):
             raise OSError(f'OpenCV could not write {path}')
     else:
+        import SimpleITK as sitk  # on first use: only the MetaImage input needs it
         image = sitk.GetImageFromArray(pixels)
         image.SetSpacing((PIXEL_SPACING, PIXEL_SPACING))
         sitk.WriteImage(image, path)

@@ -17,7 +17,7 @@ import numpy as np
 from mmengine.config import Config
 from torch import nn
 
-from fxmm.models.foundation_x import CLASS_KEYS
+from fxmm.structures import CLASS_KEYS
 from fxmm.structures.cxr_data_sample import TASKS
 from . import models
 from .timing import interleaved, memory_kind, peak_memory, summarize

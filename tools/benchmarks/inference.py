@@ -1,7 +1,7 @@
 """Inference: one Foundation X ``predict(heads='all')`` against the three single-task models.
 
 Foundation X returns, from one backbone pass, every dataset's classes, boxes and masks; the
-references (:mod:`fxmm.benchmark.models`: mmpretrain classifier, mmdet DINO, mmseg UperNet,
+references (:mod:`.models`: mmpretrain classifier, mmdet DINO, mmseg UperNet,
 each for one dataset) are run one after the other on the same images. The four are timed
 interleaved under ``torch.no_grad`` in eval mode, data preprocessor included
 (``model.test_step`` plus FX's ``heads='all'``), at each batch size. ``fx_same_heads`` is
@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import torch
 from mmengine.config import Config
 
-from fxmm.models.foundation_x import CLASS_KEYS
+from fxmm.structures import CLASS_KEYS
 from fxmm.structures.cxr_data_sample import TASKS
 from . import models
 from .timing import (autocast, interleaved, memory_kind, paired_ratio, peak_memory,
