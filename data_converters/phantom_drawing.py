@@ -12,6 +12,11 @@ subtracts) and then exposed with a random window, gamma and noise.
 
 The view is PA: the patient's right appears on the image's left, so ``'right_lung'`` is
 drawn on the image's left half and the heart bulges to the image's right.
+
+How hard the lesions are to see is a parameter: ``lesion_size`` multiplies their extent
+(focal radii, effusion height, pneumothorax retraction) and ``lesion_contrast`` the
+attenuation they add or remove; 1 and 1 give the faintest, smallest lesions this module
+draws.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -28,14 +33,18 @@ LESION_TYPES = ('nodule', 'mass', 'consolidation', 'effusion', 'pneumothorax')
 ANATOMY = ('right_lung', 'left_lung', 'heart')
 # Lesions placed as separate, non-touching blobs inside aerated lung.
 FOCAL_LESIONS = ('nodule', 'mass', 'consolidation')
-# Radius (normalised units) and added attenuation ranges of focal lesions; consolidation's
-# density is the fraction of lung air it replaces.
+# Radius (normalised units) and added attenuation ranges of focal lesions at lesion_size and
+# lesion_contrast 1; consolidation's density is the fraction of lung air it replaces.
 _FOCAL_RADIUS = dict(nodule=(0.015, 0.035), mass=(0.06, 0.1), consolidation=(0.05, 0.09))
 _FOCAL_DENSITY = dict(nodule=(0.1, 0.4), mass=(0.35, 0.75), consolidation=(0.35, 0.7))
 # Connectivity of mask components (one box per component, as the converters box masks).
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 # Sub-pixel precision of polygon rasterisation (cv2 fixed-point shift).
 _SHIFT = 4
+# Most of a lung's height an effusion fills, and of its size a pneumothorax retracts, at any
+# lesion_size (beyond it the lung would be gone).
+_MAX_FLUID_HEIGHT = 0.6
+_MAX_RETRACTION = 0.6
 
 Box = Dict[str, object]
 
@@ -306,15 +315,18 @@ def _focal(rng, kind: str, canvas: _Canvas, centre: np.ndarray, radius: float,
     return profile, profile > 0.0
 
 
-def _effusion(rng, canvas: _Canvas, p: _Patient, lung: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Fluid filling a lung base, its surface a meniscus rising along the chest wall.
+def _effusion(rng, canvas: _Canvas, p: _Patient, lung: str, size: float,
+              ) -> Tuple[np.ndarray, np.ndarray]:
+    """Fluid filling a lung base, its surface a meniscus rising along the chest wall;
+    ``size`` multiplies its height.
 
     Returns the fluid fraction (S, S) in 0..1 (soft surface) and the fluid mask.
     """
     c = canvas
     mask = p.lungs[lung]
     top, bottom = p.contours[lung][:, 1].min(), p.contours[lung][:, 1].max()
-    level = bottom - rng.uniform(0.1, 0.35) * (bottom - top)
+    height = min(rng.uniform(0.1, 0.35) * size, _MAX_FLUID_HEIGHT)
+    level = bottom - height * (bottom - top)
     lateral = p.thorax[0] if lung == 'right_lung' else p.thorax[1]
     towards_wall = np.clip(1.0 - np.abs(c.x - lateral) / abs(p.mid - lateral), 0.0, 1.0)
     surface = level - rng.uniform(0.04, 0.1) * towards_wall ** 3
@@ -322,8 +334,9 @@ def _effusion(rng, canvas: _Canvas, p: _Patient, lung: str) -> Tuple[np.ndarray,
     return _smoothstep(c.y - surface, -0.015, 0.02), region
 
 
-def _pneumothorax(rng, canvas: _Canvas, p: _Patient, lung: str) -> np.ndarray:
-    """Air between chest wall and a lung retracted towards its hilum from apex and side.
+def _pneumothorax(rng, canvas: _Canvas, p: _Patient, lung: str, size: float) -> np.ndarray:
+    """Air between chest wall and a lung retracted towards its hilum from apex and side;
+    ``size`` multiplies the retraction.
 
     Returns the pleural air mask (S, S), one connected region at the apex / lateral wall.
     """
@@ -336,10 +349,18 @@ def _pneumothorax(rng, canvas: _Canvas, p: _Patient, lung: str) -> np.ndarray:
     v_hi = v_lo + rng.uniform(0.25, 0.4)
     # a moderate to large pneumothorax: the rim is several pixels wide at 128 px, so a
     # stride-4 segmentation head can resolve it (a 3 % retraction is a 1-pixel crescent)
-    shrink = 1.0 - rng.uniform(0.1, 0.3) * (1.0 - _smoothstep(v, v_lo, v_hi))
+    retraction = min(rng.uniform(0.1, 0.3) * size, _MAX_RETRACTION)
+    shrink = 1.0 - retraction * (1.0 - _smoothstep(v, v_lo, v_hi))
     # slivers along the mediastinum are not a pneumothorax: keep the main region
     return _largest_component(
         p.lungs[lung] & ~canvas.polygon(hilum + shrink[:, None] * (points - hilum)))
+
+
+def check_lesion_style(lesion_size: float, lesion_contrast: float) -> None:
+    """ValueError unless both multipliers of :func:`draw_phantom` are positive numbers."""
+    for name, value in (('lesion_size', lesion_size), ('lesion_contrast', lesion_contrast)):
+        if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+            raise ValueError(f'{name} must be a positive number, got {value!r}')
 
 
 def cardiothoracic_ratio(masks: Dict[str, np.ndarray]) -> float:
@@ -368,11 +389,15 @@ class _Film:
         rng (np.random.Generator): source of randomness.
         canvas (_Canvas): the pixel grid in the patient's pose.
         patient (_Patient): the sampled anatomy.
+        lesion_size (float): multiplier of the lesions' extent.
+        lesion_contrast (float): multiplier of the attenuation lesions add or remove.
     """
 
-    def __init__(self, rng: np.random.Generator, canvas: _Canvas, patient: _Patient):
+    def __init__(self, rng: np.random.Generator, canvas: _Canvas, patient: _Patient,
+                 lesion_size: float, lesion_contrast: float):
         c, p = canvas, patient
         self.canvas, self.patient = c, p
+        self.lesion_size, self.lesion_contrast = lesion_size, lesion_contrast
         self.lungs = p.lungs['right_lung'] | p.lungs['left_lung']
         # lung air: deepest inside the lung, less behind the heart and at the apices (bone
         # and soft tissue in front)
@@ -392,27 +417,30 @@ class _Film:
     def add_pneumothorax(self, rng: np.random.Generator, lung: str):
         """Pleural air at the apex / chest wall of ``lung`` with a visible pleural line."""
         c = self.canvas
-        region = _pneumothorax(rng, c, self.patient, lung)
+        region = _pneumothorax(rng, c, self.patient, lung, self.lesion_size)
         self.masks['pneumothorax'] |= region
         self.aerated[lung] = self.aerated[lung] & ~region
         # pleural air holds no lung tissue: darker than the lung next to it
         weight = c.blur(self.aerated[lung], 0.03)
         near = c.blur(self.atten * self.aerated[lung], 0.03) / np.maximum(weight, 1e-3)
-        darker = np.minimum(near - rng.uniform(0.01, 0.05) - self.atten, 0.0)
+        darker = np.minimum(near - rng.uniform(0.01, 0.05) * self.lesion_contrast - self.atten,
+                            0.0)
         self.atten += c.blur(region * darker, 0.004)
         # visceral pleural line: a thin bright edge of the retracted lung by the air
         inside = c.blur(self.aerated[lung], 0.0025)
         line = inside * (1.0 - inside) * (c.blur(region, 0.01) > 0.05)
-        self.atten += rng.uniform(0.03, 0.3) * line
+        self.atten += rng.uniform(0.03, 0.3) * self.lesion_contrast * line
 
     def add_effusion(self, rng: np.random.Generator, lung: str):
         """Fluid at the base of ``lung``: replaces lung air below a meniscus."""
         c = self.canvas
-        fluid, region = _effusion(rng, c, self.patient, lung)
+        fluid, region = _effusion(rng, c, self.patient, lung, self.lesion_size)
         self.masks['effusion'] |= region
         self.aerated[lung] = self.aerated[lung] & ~region
         lung_soft = c.blur(self.patient.lungs[lung], 0.006)
-        self.atten += rng.uniform(0.3, 0.8) * fluid * self.air * lung_soft
+        # the fraction of the lung air the fluid replaces: all of it at most
+        replaced = min(rng.uniform(0.3, 0.8) * self.lesion_contrast, 1.0)
+        self.atten += replaced * fluid * self.air * lung_soft
 
     def add_focal(self, rng: np.random.Generator, kind: str):
         """A nodule, mass or consolidation in aerated lung, apart from earlier ones.
@@ -422,7 +450,7 @@ class _Film:
         c = self.canvas
         aerated = self.aerated['right_lung'] | self.aerated['left_lung']
         depth = c.depth(aerated)
-        radius = rng.uniform(*_FOCAL_RADIUS[kind])
+        radius = rng.uniform(*_FOCAL_RADIUS[kind]) * self.lesion_size
         for _ in range(3):  # no room left: try smaller
             # nodules lie wholly inside aerated lung; larger lesions may reach the pleura
             margin = radius + 1.0 / c.size if kind == 'nodule' else 0.6 * radius
@@ -435,8 +463,12 @@ class _Film:
         self._placed.append((centre, radius))
         profile, support = _focal(rng, kind, c, centre, radius)
         self.masks[kind] |= _largest_component(support & aerated)
-        density = rng.uniform(*_FOCAL_DENSITY[kind]) * profile * c.blur(aerated, 0.003)
-        # consolidation fills alveoli (replaces air); nodules and masses are solid tissue
+        density = rng.uniform(*_FOCAL_DENSITY[kind]) * self.lesion_contrast
+        # consolidation fills alveoli (replaces at most all the air); nodules and masses are
+        # solid tissue
+        if kind == 'consolidation':
+            density = min(density, 1.0)
+        density = density * profile * c.blur(aerated, 0.003)
         self.atten += density * self.air if kind == 'consolidation' else density
 
     def add_chest(self, rng: np.random.Generator):
@@ -465,7 +497,8 @@ class _Film:
 
 
 def draw_phantom(rng: np.random.Generator, size: int = 128, lesions: Sequence[str] = (),
-                 heart_ratio: Optional[float] = None,
+                 heart_ratio: Optional[float] = None, lesion_size: float = 1.0,
+                 lesion_contrast: float = 1.0,
                  ) -> Tuple[np.ndarray, Dict[str, np.ndarray], List[Box]]:
     """Draw one frontal (PA) chest X-ray phantom.
 
@@ -479,6 +512,15 @@ def draw_phantom(rng: np.random.Generator, size: int = 128, lesions: Sequence[st
         heart_ratio (float, optional): target cardiothoracic ratio (heart width / chest
             width, see :func:`cardiothoracic_ratio`); the drawn ratio is within a few pixels
             of it. Defaults to a random normal-sized heart, ratio in [0.38, 0.48].
+        lesion_size (float): multiplier (> 0) of the lesions' extent: the radius of nodules
+            (0.015-0.035 of the image side at 1), masses (0.06-0.1) and consolidations
+            (0.05-0.09), the height of an effusion (10-35 % of the lung's, at most 60 %),
+            the retraction of a pneumothorax (10-30 % of the lung's size, at most 60 %).
+            Defaults to 1.
+        lesion_contrast (float): multiplier (> 0) of the attenuation lesions change: the
+            density of nodules and masses, the fraction of lung air a consolidation or an
+            effusion replaces (at most all of it), how much darker a pneumothorax is than
+            the lung next to it and how bright its pleural line. Defaults to 1.
 
     Returns:
         tuple:
@@ -494,13 +536,14 @@ def draw_phantom(rng: np.random.Generator, size: int = 128, lesions: Sequence[st
         raise ValueError(f'unknown lesion type(s) {unknown}; expected {LESION_TYPES}')
     if size < 32:
         raise ValueError(f'size must be at least 32 pixels, got {size}')
+    check_lesion_style(lesion_size, lesion_contrast)
     if heart_ratio is None:
         heart_ratio = rng.uniform(0.38, 0.48)
     # patient pose: tilt, size and position, applied while rasterising
     canvas = _Canvas(size, angle=rng.uniform(-4.0, 4.0), scale=rng.uniform(0.9, 1.06),
                      shift=tuple(rng.uniform(-0.04, 0.04, 2)))
     patient = _Patient(rng, canvas, heart_ratio)
-    film = _Film(rng, canvas, patient)
+    film = _Film(rng, canvas, patient, lesion_size, lesion_contrast)
     # diffuse lesions first: they decide where aerated lung is left for focal ones
     diffuse = dict(pneumothorax=film.add_pneumothorax, effusion=film.add_effusion)
     for lesion in lesions:

@@ -12,15 +12,22 @@ of ``docs/design.md``::
 - ``phantom_seg``: seg of both lungs and the heart + cls of cardiomegaly, 16-bit PNG.
 - ``phantom_ptx``: SIIM-like pneumothorax cls + loc + seg, DICOM, about half positive.
 
-Everything is a function of ``seed``: the same seed gives byte-identical annotation files and
-identical pixels. Each dataset is built in a hidden staging folder next to its final place and
+How visible the lesions are is a parameter: ``lesion_size`` and ``lesion_contrast`` multiply
+their extent and the attenuation they change (:func:`draw_phantom`; 1 and 1, the defaults,
+give the smallest and faintest; ``make demo`` uses larger and denser ones, see the Makefile's
+``PHANTOM_ARGS``). The values are written into each annotation file's
+``metainfo['source']``.
+
+Everything is a function of ``seed`` and those two: the same values give byte-identical
+annotation files and identical pixels. Each dataset is built in a hidden staging folder next to its final place and
 moved there with ``os.replace`` once complete, so a folder under ``<out>`` is never half
 written.
 
 Example::
 
     python data_converters/synthetic.py --out data/phantoms --num-train 48 --num-val 16 \\
-        --num-test 16 --size 128 --seed 0 [--overwrite] [--datasets phantom_cls phantom_seg]
+        --num-test 16 --size 128 --seed 0 [--lesion-size 1.5 --lesion-contrast 2] \\
+        [--overwrite] [--datasets phantom_cls phantom_seg]
 """
 import argparse
 import json
@@ -44,14 +51,15 @@ from fxmm.structures.mask_rle import encode_mask
 
 if __package__:  # imported as data_converters.synthetic
     from .phantom_drawing import (ANATOMY, LESION_TYPES, cardiothoracic_ratio,
-                                  draw_phantom)
+                                  check_lesion_style, draw_phantom)
     from .splits import SPLITS
 else:  # run as a script: python data_converters/synthetic.py
-    from phantom_drawing import ANATOMY, LESION_TYPES, cardiothoracic_ratio, draw_phantom
+    from phantom_drawing import (ANATOMY, LESION_TYPES, cardiothoracic_ratio,
+                                 check_lesion_style, draw_phantom)
     from splits import SPLITS
 
 __all__ = ['ANATOMY', 'LESION_TYPES', 'PHANTOM_DATASETS', 'PhantomSpec', 'draw_phantom',
-           'generate_phantom_datasets', 'main']
+           'generate_phantom_datasets', 'main', 'source_text']
 
 # Image file formats: 8-bit PNG, 16-bit PNG, 12-bit-in-16 DICOM (Explicit VR Little Endian).
 IMAGE_FORMATS = ('png8', 'png16', 'dicom')
@@ -129,8 +137,10 @@ def _presence(rng: np.random.Generator, spec: PhantomSpec, n: int) -> np.ndarray
     return plan
 
 
-def _draw(rng: np.random.Generator, spec: PhantomSpec, plan: np.ndarray, size: int):
-    """Draw one phantom for a row of the presence plan; labels come from its masks."""
+def _draw(rng: np.random.Generator, spec: PhantomSpec, plan: np.ndarray, size: int,
+          style: Mapping[str, float]):
+    """Draw one phantom for a row of the presence plan (``style``: the ``lesion_size``
+    and ``lesion_contrast`` of :func:`draw_phantom`); labels come from its masks."""
     lesions: List[str] = []
     heart_ratio = None
     for name, positive in zip(spec.cls_classes, plan):
@@ -138,7 +148,7 @@ def _draw(rng: np.random.Generator, spec: PhantomSpec, plan: np.ndarray, size: i
             heart_ratio = rng.uniform(*_HEART_RATIOS[bool(positive)])
         elif positive:
             lesions += [name] * int(rng.integers(1, spec.max_instances.get(name, 1) + 1))
-    image, masks, boxes = draw_phantom(rng, size, lesions, heart_ratio=heart_ratio)
+    image, masks, boxes = draw_phantom(rng, size, lesions, heart_ratio=heart_ratio, **style)
     cls_label = [
         int(cardiothoracic_ratio(masks) > CARDIOMEGALY_RATIO) if name == 'cardiomegaly'
         else int(masks[name].any()) for name in spec.cls_classes]
@@ -195,9 +205,17 @@ def _write_dicom(path: str, image: np.ndarray, patient_id: str, uid_key: str,
     ds.save_as(path, enforce_file_format=True)
 
 
+def source_text(seed: int, lesion_size: float = 1.0, lesion_contrast: float = 1.0) -> str:
+    """The ``metainfo['source']`` of phantoms drawn with these settings."""
+    return (f'synthetic chest X-ray phantoms (data_converters/synthetic.py, seed {seed}, '
+            f'lesion size {lesion_size:g}, lesion contrast {lesion_contrast:g})')
+
+
 def _write_split(root: str, name: str, spec: PhantomSpec, split: str, num: int, size: int,
-                 seed: int, image_format: str) -> Tuple[dict, np.ndarray]:
-    """Draw and write one split's images; return its annotation dict and (N, C) labels."""
+                 seed: int, image_format: str, style: Mapping[str, float],
+                 ) -> Tuple[dict, np.ndarray]:
+    """Draw and write one split's images (``style``: the lesion multipliers of
+    :func:`draw_phantom`); return its annotation dict and (N, C) labels."""
     split_index = SPLITS.index(split)
     plan = _presence(_rng(seed, name, split_index), spec, num)
     os.makedirs(osp.join(root, 'images', split))
@@ -205,7 +223,7 @@ def _write_split(root: str, name: str, spec: PhantomSpec, split: str, num: int, 
     data_list, labels = [], []
     for i in range(num):
         rng = _rng(seed, name, split_index, i)
-        image, masks, boxes, cls_label = _draw(rng, spec, plan[i], size)
+        image, masks, boxes, cls_label = _draw(rng, spec, plan[i], size, style)
         image_id = f'{name}_{split}_{i:04d}'
         patient_id = f'{name}-{split}-{i:04d}'
         rel_path = f'images/{split}/{image_id}.' + ('dcm' if image_format == 'dicom' else 'png')
@@ -233,7 +251,7 @@ def _write_split(root: str, name: str, spec: PhantomSpec, split: str, num: int, 
         'cls_classes': list(spec.cls_classes),
         'det_classes': list(spec.det_classes),
         'seg_classes': list(spec.seg_classes),
-        'source': f'synthetic chest X-ray phantoms (data_converters/synthetic.py, seed {seed})',
+        'source': source_text(seed, **style),
         'converter_version': ANNOTATION_VERSION,
     }
     if spec.lr_pairs:
@@ -282,6 +300,8 @@ def generate_phantom_datasets(out_dir: str,
                               formats: Optional[Mapping[str, str]] = None,
                               overwrite: bool = False,
                               datasets: Optional[Sequence[str]] = None,
+                              lesion_size: float = 1.0,
+                              lesion_contrast: float = 1.0,
                               ) -> Dict[str, Dict[str, str]]:
     """Write phantom datasets under ``out_dir``, one folder per dataset.
 
@@ -298,6 +318,10 @@ def generate_phantom_datasets(out_dir: str,
             Defaults to False.
         datasets (Sequence[str], optional): names from :data:`PHANTOM_DATASETS` to write.
             Defaults to all of them.
+        lesion_size (float): multiplier of the lesions' extent (:func:`draw_phantom`).
+            Defaults to 1.
+        lesion_contrast (float): multiplier of the attenuation lesions change. Defaults
+            to 1.
 
     Returns:
         dict[str, dict[str, str]]: dataset name -> split -> annotation file path.
@@ -310,6 +334,8 @@ def generate_phantom_datasets(out_dir: str,
     formats = dict(formats or {})
     counts = dict(train=num_train, val=num_val, test=num_test)
     _check_args(datasets, formats, counts, size)
+    check_lesion_style(lesion_size, lesion_contrast)
+    style = dict(lesion_size=lesion_size, lesion_contrast=lesion_contrast)
     existing = [osp.join(out_dir, name) for name in datasets
                 if osp.exists(osp.join(out_dir, name))]
     if existing and not overwrite:
@@ -325,11 +351,12 @@ def generate_phantom_datasets(out_dir: str,
             os.makedirs(osp.join(staging, 'annotations'))
             annotations, labels = {}, {}
             for split, num in counts.items():
-                print_log(f'{name}/{split}: drawing {num} phantoms of {size}x{size}',
+                print_log(f'{name}/{split}: drawing {num} phantoms of {size}x{size} '
+                          f'(lesion size {lesion_size:g}, contrast {lesion_contrast:g})',
                           logger='current')
                 annotations[split], labels[split] = _write_split(
                     staging, name, spec, split, num, size, seed,
-                    formats.get(name, spec.image_format))
+                    formats.get(name, spec.image_format), style)
                 with open(osp.join(staging, 'annotations', f'{split}.json'), 'w') as f:
                     json.dump(annotations[split], f, indent=1)
             if osp.exists(final):  # overwrite: swap the old folder out, then drop it
@@ -357,6 +384,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--num-test', type=int, default=16, help='test images per dataset')
     parser.add_argument('--size', type=int, default=128, help='image side in pixels')
     parser.add_argument('--seed', type=int, default=0, help='everything depends on it')
+    parser.add_argument('--lesion-size', type=float, default=1.0,
+                        help="multiplier of the lesions' extent (1: the smallest)")
+    parser.add_argument('--lesion-contrast', type=float, default=1.0,
+                        help='multiplier of the attenuation lesions change (1: the faintest)')
     parser.add_argument('--overwrite', action='store_true',
                         help='regenerate datasets whose folder already exists')
     parser.add_argument('--datasets', nargs='+', choices=sorted(PHANTOM_DATASETS),
@@ -369,8 +400,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, str]]:
     try:
         return generate_phantom_datasets(
             args.out, num_train=args.num_train, num_val=args.num_val, num_test=args.num_test,
-            size=args.size, seed=args.seed, overwrite=args.overwrite, datasets=args.datasets)
-    except FileExistsError as err:  # a user error, not a crash: no traceback
+            size=args.size, seed=args.seed, overwrite=args.overwrite, datasets=args.datasets,
+            lesion_size=args.lesion_size, lesion_contrast=args.lesion_contrast)
+    except (FileExistsError, ValueError) as err:  # a user error, not a crash: no traceback
         raise SystemExit(f'synthetic.py: error: {err}') from None
 
 

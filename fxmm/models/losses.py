@@ -3,7 +3,8 @@
 - :class:`MaskedBCEWithLogitsLoss`: multi-label BCE over the *annotated* entries only (a
   dataset's labels may be missing (nan) or uncertain (-1) per class and image).
 - :class:`MultiLabelDiceLoss`: mmseg's :class:`~mmseg.models.losses.DiceLoss` applied to
-  each (image, class) mask separately, for multi-label sigmoid masks that may overlap.
+  each (image, class) mask separately, for multi-label sigmoid masks that may overlap;
+  optionally only to the masks that are present (``ignore_empty``).
 """
 from typing import Optional
 
@@ -85,6 +86,14 @@ class MultiLabelDiceLoss(DiceLoss):
     whereas the V-Net form (squared denominator, mmseg's default) gives an empty mask a
     constant loss and no gradient.
 
+    That push is strong: on an empty mask ``d loss / d p_i = 1 / (sum(p) + eps)^2``, about 1
+    per pixel while little is predicted, against about ``2 / (sum(p) + sum(g))`` per pixel on
+    a present mask of ``sum(g)`` pixels. Where half the images have no mask (pneumothorax),
+    the empty ones win and the head learns to predict nothing. ``ignore_empty=True`` leaves
+    the (image, class) terms with an empty target out of the mean (they give 0 with
+    ``reduction='none'``): the Dice then shapes the masks that exist, and a pixel-wise loss
+    beside it (``MaskedBCEWithLogitsLoss``) teaches the empty ones.
+
     Args:
         use_sigmoid (bool): Apply a sigmoid to ``pred``. Defaults to True.
         activate (bool): Activate ``pred`` at all (False if it holds probabilities).
@@ -95,6 +104,8 @@ class MultiLabelDiceLoss(DiceLoss):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
         eps (float): Smoothing term. Defaults to 1.0.
         loss_name (str): Key of the loss in the loss dict. Defaults to ``'loss_dice'``.
+        ignore_empty (bool): leave out the terms whose target mask is empty; the mean is
+            over the others (0 when there are none). Defaults to False.
     """
 
     def __init__(self,
@@ -104,10 +115,12 @@ class MultiLabelDiceLoss(DiceLoss):
                  naive_dice: bool = True,
                  loss_weight: float = 1.0,
                  eps: float = 1.0,
-                 loss_name: str = 'loss_dice'):
+                 loss_name: str = 'loss_dice',
+                 ignore_empty: bool = False):
         super().__init__(use_sigmoid=use_sigmoid, activate=activate, reduction=reduction,
                          naive_dice=naive_dice, loss_weight=loss_weight, ignore_index=None,
                          eps=eps, loss_name=loss_name)
+        self.ignore_empty = ignore_empty
 
     def forward(self,
                 pred: Tensor,
@@ -121,7 +134,8 @@ class MultiLabelDiceLoss(DiceLoss):
             pred (Tensor): Mask logits, shape (N, K, H, W).
             target (Tensor): Binary masks, shape (N, K, H, W).
             weight (Tensor, optional): Weight of each (image, class) term, shape (N*K,).
-            avg_factor (int, optional): Divisor of the summed terms instead of ``N*K``.
+            avg_factor (int, optional): Divisor of the summed terms instead of ``N*K`` (or,
+                with ``ignore_empty``, the number of present masks).
             reduction_override (str, optional): Overrides ``reduction``.
 
         Returns:
@@ -131,6 +145,17 @@ class MultiLabelDiceLoss(DiceLoss):
             raise ValueError('MultiLabelDiceLoss expects pred and target of the same shape '
                              f'(N, K, H, W), got {tuple(pred.shape)} and {tuple(target.shape)}')
         # (N, K, H, W) -> (N*K, 1, H, W): one Dice term per image and class
-        return super().forward(
-            pred.flatten(0, 1).unsqueeze(1), target.flatten(0, 1).unsqueeze(1),
-            weight=weight, avg_factor=avg_factor, reduction_override=reduction_override)
+        pred, target = pred.flatten(0, 1).unsqueeze(1), target.flatten(0, 1).unsqueeze(1)
+        if not self.ignore_empty:
+            return super().forward(pred, target, weight=weight, avg_factor=avg_factor,
+                                   reduction_override=reduction_override)
+        present = target.flatten(1).any(dim=1).to(pred.dtype)  # (N*K, )
+        terms = present * super().forward(pred, target, weight=weight,
+                                          reduction_override='none')
+        reduction = reduction_override or self.reduction
+        if reduction == 'none':
+            return terms
+        if reduction == 'sum':
+            return terms.sum()
+        divisor = avg_factor if avg_factor is not None else present.sum().clamp(min=1)
+        return terms.sum() / divisor

@@ -265,6 +265,41 @@ def test_lesion_contrast_against_surrounding_lung(lesion, sign):
     assert sign * np.mean(diffs) > 0.02, diffs
 
 
+def _lesion_stats(lesion, size, contrast, seeds=range(6)):
+    """Mean mask area (pixels) and |contrast| against the surrounding lung at 96 px."""
+    areas, diffs = [], []
+    for seed in seeds:
+        image, masks, _ = draw_phantom(np.random.default_rng(seed), 96, [lesion],
+                                       lesion_size=size, lesion_contrast=contrast)
+        mask = masks[lesion]
+        lungs = masks['right_lung'] | masks['left_lung']
+        ring = ndimage.binary_dilation(mask, iterations=4) & lungs & ~mask & ~masks['heart']
+        areas.append(mask.sum())
+        diffs.append(abs(image[mask].mean() - image[ring].mean()))
+    return np.mean(areas), np.mean(diffs)
+
+
+@pytest.mark.parametrize('lesion', ['nodule', 'effusion', 'pneumothorax'])
+def test_lesion_size_and_contrast_are_parameters(lesion):
+    area, diff = _lesion_stats(lesion, 1.0, 1.0)
+    larger, _ = _lesion_stats(lesion, 1.5, 1.0)
+    _, denser = _lesion_stats(lesion, 1.0, 2.0)
+    # a radius 1.5x gives ~2.25x the nodule's area; the diffuse lesions grow less than that
+    assert larger > (2.0 if lesion == 'nodule' else 1.2) * area
+    assert denser > 1.3 * diff
+
+
+def test_lesion_style_is_written_and_checked(tmp_path):
+    files = generate_phantom_datasets(str(tmp_path), 2, 1, 1, size=32, datasets=['phantom_cls'],
+                                      lesion_size=1.5, lesion_contrast=2)
+    meta = _load_ann(files['phantom_cls']['val'])['metainfo']
+    assert 'seed 0, lesion size 1.5, lesion contrast 2)' in meta['source']
+    with pytest.raises(ValueError, match='lesion_contrast must be a positive number'):
+        draw_phantom(np.random.default_rng(0), 64, lesion_contrast=0)
+    with pytest.raises(SystemExit, match='lesion_size must be a positive number, got -1'):
+        main(['--out', str(tmp_path / 'x'), '--lesion-size', '-1'])
+
+
 def _pixel_features(lesion, n, seed):
     """16x16 standardised pixels of ``n`` 64-px phantoms, half with ``lesion``."""
     rng = np.random.default_rng(seed)

@@ -56,6 +56,26 @@ def test_dice_loss_pushes_empty_masks_down_and_checks_shapes():
         MultiLabelDiceLoss()(torch.zeros(1, 2, 4, 4), torch.zeros(1, 1, 4, 4))
 
 
+def test_dice_loss_ignore_empty_averages_the_present_masks_only():
+    # image 0: class 0 present (one pixel, p = 0.5: Dice loss 0.5 as above), class 1 empty;
+    # image 1: both empty. Only the one present mask counts.
+    pred = torch.zeros(2, 2, 2, 2, requires_grad=True)
+    target = torch.zeros(2, 2, 2, 2)
+    target[0, 0, 0, 0] = 1
+    loss = MultiLabelDiceLoss(ignore_empty=True)(pred, target)
+    assert loss.item() == pytest.approx(0.5)
+    terms = MultiLabelDiceLoss(ignore_empty=True)(pred, target, reduction_override='none')
+    assert terms.tolist() == pytest.approx([0.5, 0., 0., 0.])
+    loss.backward()
+    assert pred.grad[0, 1].abs().sum() == 0 and pred.grad[1].abs().sum() == 0
+    assert pred.grad[0, 0, 0, 0] < 0  # the present pixel is pushed up
+    # the default counts the empty masks: each 1 - 1 / (4 * 0.5 + 1) = 2/3
+    assert MultiLabelDiceLoss()(pred, target).item() == pytest.approx((0.5 + 3 * 2 / 3) / 4)
+    # nothing present: 0, still attached to the graph
+    empty = MultiLabelDiceLoss(ignore_empty=True)(pred[1:], target[1:])
+    assert empty.item() == 0. and empty.requires_grad
+
+
 def test_shared_upernet_is_uperhead_without_classifier():
     neck = SharedUperNet(in_channels=IN_CHANNELS, channels=16)
     out = neck(stage_feats(2, 64))

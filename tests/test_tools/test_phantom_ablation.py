@@ -26,6 +26,10 @@ DEMO_PAIRS = pa.check_demo(DEMO, None)
 # the demo's budget at scale 1
 CYCLES = DEMO.train_cfg.max_visits // len(DEMO_PAIRS)
 IPV = DEMO.train_dataloader.sampler.iters_per_visit
+# the demo's lesion size and contrast (the ablation refuses phantoms drawn otherwise)
+STYLE = dict(lesion_size=float(pa.PHANTOM_ARGS[pa.PHANTOM_ARGS.index('--lesion-size') + 1]),
+             lesion_contrast=float(
+                 pa.PHANTOM_ARGS[pa.PHANTOM_ARGS.index('--lesion-contrast') + 1]))
 
 
 def _round(value):
@@ -64,11 +68,12 @@ def test_scaled_schedulers():
         pa.scaled_schedulers([dict(type='LinearLR', begin=0, end=2)], 0.5, 10)
 
 
-def _run_config(tmp_path, key, pair=None, split='test'):
+def _run_config(tmp_path, key, pair=None, split='test', probe_samples=0):
     budget = pa.make_budget(DEMO, 1.0)
     runs = [run for run in pa.plan_runs(DEMO_PAIRS, budget, [key], [3], str(tmp_path))
             if pair is None or run.pairs == (pair, )]
-    pa.write_configs(runs[0], DEMO, budget, str(tmp_path / 'ph'), skip_existing=False)
+    pa.write_configs(runs[0], DEMO, budget, str(tmp_path / 'ph'), skip_existing=False,
+                     probe_samples=probe_samples)
     return runs[0], Config.fromfile(runs[0].config(split)), budget
 
 
@@ -94,6 +99,22 @@ def test_joint_variant_configs(tmp_path, key, model, hooks, test_loop):
     # the demo's schedule, unchanged at scale 1
     assert cfg.param_scheduler == DEMO.param_scheduler
     check_config(cfg)
+
+
+@pytest.mark.parametrize('key', ['b', 'd'])
+def test_joint_runs_get_the_forgetting_probes_on_val(tmp_path, key):
+    _, cfg, _ = _run_config(tmp_path, key, probe_samples=48)
+    probe = cfg.custom_hooks[-1]
+    assert probe.type == 'ForgettingProbeHook' and probe.num_samples == 48
+    assert len(cfg.custom_hooks) == {'b': 2, 'd': 4}[key]
+    assert [p.dataset.ann_file for p in probe.dataset.pairs] == ['annotations/val.json'] * 8
+    assert [p.task for p in probe.dataset.pairs] == [p.split('.')[1] for p in DEMO_PAIRS]
+    assert all(p.dataset.data_root.startswith(str(tmp_path / 'ph'))
+               for p in probe.dataset.pairs)
+    check_config(cfg)
+    # a baseline has no foreign visits: no probes
+    _, cfg, _ = _run_config(tmp_path / 'a', 'a', 'phantom_cls.cls', probe_samples=48)
+    assert [h.type for h in cfg.custom_hooks] == ['ResultsTableHook']
 
 
 def test_teacher_variant_evaluates_val_too(tmp_path):
@@ -169,6 +190,22 @@ def _write_json(path, data):
         json.dump(data, f)
 
 
+def _write_probes(run):
+    """ForgettingProbeHook records of a joint fake run: 2 cycles, every pair at 0.5 before
+    its first visit, 0.7 after each, 0.6 before its second."""
+    copies = ('student', 'teacher') if run.variant.teacher else ('student', )
+    lines = []
+    for visit in range(2 * len(run.pairs)):
+        pair = run.pairs[visit % len(run.pairs)]
+        for when, value in (('before', 0.5 if visit < len(run.pairs) else 0.6),
+                            ('after', 0.7)):
+            lines += [dict(kind='probe', visit=visit, cycle=visit // len(run.pairs),
+                           trained=pair, pair=pair, when=when, copy=copy, metric='AUC',
+                           value=value, num_samples=4) for copy in copies]
+    with open(osp.join(run.run_dir, 'forgetting.jsonl'), 'w') as f:
+        f.writelines(json.dumps(line) + '\n' for line in lines)
+
+
 def _no_subprocess(*args, **kwargs):
     raise AssertionError(f'a finished run was run again: {args}')
 
@@ -184,7 +221,8 @@ def fake_ablation(tmp_path_factory):
             str(tmp / 'work'), '--skip-existing']
     budget = pa.make_budget(DEMO, 0.001, len(PAIRS))
     for run in pa.plan_runs(PAIRS, budget, ['a', 'b', 'd'], [0, 1], str(tmp / 'work')):
-        pa.write_configs(run, DEMO, budget, str(tmp / 'ph'), skip_existing=False)
+        pa.write_configs(run, DEMO, budget, str(tmp / 'ph'), skip_existing=False,
+                         probe_samples=48)
         with zipfile.ZipFile(run.checkpoint, 'w') as ckpt:
             ckpt.writestr('data.pkl', b'')
         key = run.variant.key
@@ -198,6 +236,8 @@ def fake_ablation(tmp_path_factory):
                        **{f'teacher/{k}': v for k, v in TEACHER.items()}}
             _write_json(run.results('val'), VAL[run.seed])
         _write_json(run.results(), metrics)
+        if run.variant.joint:
+            _write_probes(run)
     mp = pytest.MonkeyPatch()
     mp.setattr(pa.subprocess, 'run', _no_subprocess)
     report = pa.main(argv)
@@ -243,6 +283,19 @@ def test_markdown_and_json_files(fake_ablation):
     assert saved['budget']['pair_iters'] == 2 and saved['budget']['num_pairs'] == 3
 
 
+def test_forgetting_report_of_the_joint_runs(fake_ablation):
+    tmp, _, report = fake_ablation
+    forgetting = report['forgetting']
+    assert list(forgetting) == ['(b) joint', '(d) + teacher']
+    assert len(forgetting['(b) joint']['runs']) == 2  # the two seeds
+    # gains 20 and 10 points (first and second visit), drop 10 over 2 foreign visits
+    student = forgetting['(d) + teacher']['student']
+    assert student['gain']['mean'] == pytest.approx(15.)
+    assert student['drop_per_visit']['mean'] == pytest.approx(5.)
+    assert 'teacher' in forgetting['(d) + teacher']
+    assert (tmp / 'work' / 'forgetting' / 'forgetting.md').is_file()
+
+
 def test_skip_existing_refuses_runs_made_otherwise(fake_ablation):
     _, argv, _ = fake_ablation
     argv = [a if a != '0.001' else '0.5' for a in argv]
@@ -256,7 +309,7 @@ def test_end_to_end_single_task_run(tmp_path, monkeypatch):
     --skip-existing rerun reuses it without starting anything."""
     from data_converters.synthetic import generate_phantom_datasets
     generate_phantom_datasets(str(tmp_path / 'ph'), num_train=8, num_val=4, num_test=4,
-                              size=64, datasets=['phantom_cls'])
+                              size=64, datasets=['phantom_cls'], **STYLE)
     argv = ['--variants', 'a', '--pairs', 'phantom_cls.cls', '--seeds', '0',
             '--budget-scale', '0.001', '--phantoms', str(tmp_path / 'ph'),
             '--work-dir', str(tmp_path / 'work'), '--cfg-options',
@@ -275,3 +328,18 @@ def test_end_to_end_single_task_run(tmp_path, monkeypatch):
     monkeypatch.setattr(pa.subprocess, 'run', _no_subprocess)
     again = pa.main([*argv[:-7], '--skip-existing', *argv[-7:]])
     assert again['rows'] == report['rows']
+
+
+def test_phantom_args_are_the_makefiles_and_checked(tmp_path):
+    with open(osp.join(pa.ROOT, 'Makefile')) as f:
+        line = next(line for line in f if line.startswith('PHANTOM_ARGS ?='))
+    assert tuple(line.split('?=')[1].split()) == pa.PHANTOM_ARGS
+    from data_converters.synthetic import generate_phantom_datasets
+    generate_phantom_datasets(str(tmp_path), 1, 1, 1, size=32, datasets=['phantom_cls'],
+                              lesion_size=2 * STYLE['lesion_size'])
+    with pytest.raises(ValueError, match=r"train.json: metainfo source .*lesion size 2, "
+                       r"lesion contrast 1\)' is not the demo's phantoms"):
+        pa.ensure_phantoms(str(tmp_path), ['phantom_cls.cls'])
+    generate_phantom_datasets(str(tmp_path), 1, 1, 1, size=32, datasets=['phantom_cls'],
+                              overwrite=True, **STYLE)
+    pa.ensure_phantoms(str(tmp_path), ['phantom_cls.cls'])  # the demo's: accepted

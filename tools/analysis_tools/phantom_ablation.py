@@ -25,12 +25,19 @@ iterations. The demo's learning-rate schedule (warm-up, cosine) is compressed in
 to each run's length. ``--budget-scale`` multiplies ``C`` (and, below one cycle, ``I``, down
 to 2 iterations per visit).
 
+Forgetting: every joint run (b-d) trains with a ``ForgettingProbeHook`` that evaluates
+each pair on the first ``--probe-samples`` val images just before and just after each of its
+visits and records the shared layers' drift per visit; ``forgetting.py`` turns the records
+into ``forgetting/`` beside ``--out`` (mean gain per own visit, mean drop per foreign visit,
+drift; curves per variant). ``--probe-samples 0`` trains without probes.
+
 Outputs ``--out`` (Markdown: variants x mean over datasets of Cls AUC / Loc mAP40 / Seg Dice,
 mean +- std over seeds, then per-dataset tables) and the raw numbers next to it as JSON.
 ``--skip-existing`` reuses what finished runs wrote, so the script can be killed and
 restarted (an unfinished training resumes from its last checkpoint).
 """
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -50,16 +57,27 @@ from mmengine.logging import print_log
 from fxmm.evaluation.results_table import COLUMNS, results_table
 from fxmm.evaluation.seed_summary import (Table, aggregate_over_seeds, nan_to_none,
                                           stats_cell)
-from fxmm.structures import CLASS_KEYS
-from fxmm.structures.cxr_data_sample import pair_name
+from fxmm.models.teacher_student import COPIES
+from fxmm.structures import CLASS_KEYS, pair_name
+
+
+def _load_sibling(name: str):
+    """A module of this folder (tools/ is no package: the scripts run from their paths)."""
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(osp.dirname(osp.abspath(__file__)), f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+forgetting = _load_sibling('forgetting')
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
-# the demo's phantom sizes (Makefile PHANTOM_ARGS), used when --phantoms lacks a dataset
-PHANTOM_ARGS = ('--seed', '0', '--num-train', '800', '--num-val', '96', '--num-test', '96')
-# the FoundationX arguments that build each task's path: a baseline sets the others' to None
-TASK_MODULES = dict(cls=('cls_head', ), loc=('loc_head', ), seg=('seg_neck', 'seg_head'))
-SIDES = ('student', 'teacher')
+# the demo's phantoms (the Makefile's PHANTOM_ARGS, a test keeps the two equal), written
+# when --phantoms lacks a dataset
+PHANTOM_ARGS = ('--seed', '0', '--num-train', '800', '--num-val', '96', '--num-test', '96',
+                '--lesion-size', '1', '--lesion-contrast', '1')
 # config keys each run's config sets: --cfg-options may not change them (the budget, the
 # variant and the bookkeeping of the runs depend on them)
 MANAGED_KEYS = ('model', 'custom_hooks', 'train_cfg', 'val_cfg', 'val_dataloader',
@@ -77,20 +95,24 @@ class Variant(NamedTuple):
         joint (bool): all pairs in one run (else one run per pair).
         removed_hooks (tuple[str]): custom hook types of the demo left out.
         teacher (bool): the demo's ``TeacherStudent`` model (else its student alone).
+        short (str): the row's name in the forgetting report.
     """
     key: str
     title: str
     joint: bool
     removed_hooks: tuple
     teacher: bool
+    short: str
 
 
 VARIANTS = {v.key: v for v in (
     Variant('a', '(a) single-task baselines', False, ('LockReleaseHook', 'TeacherEMAHook'),
-            False),
-    Variant('b', '(b) joint cyclic', True, ('LockReleaseHook', 'TeacherEMAHook'), False),
-    Variant('c', '(c) = (b) + Lock-Release', True, ('TeacherEMAHook', ), False),
-    Variant('d', '(d) = (c) + teacher (Foundation X)', True, (), True),
+            False, '(a) single-task'),
+    Variant('b', '(b) joint cyclic', True, ('LockReleaseHook', 'TeacherEMAHook'), False,
+            '(b) joint'),
+    Variant('c', '(c) = (b) + Lock-Release', True, ('TeacherEMAHook', ), False,
+            '(c) + Lock-Release'),
+    Variant('d', '(d) = (c) + teacher (Foundation X)', True, (), True, '(d) + teacher'),
 )}
 
 
@@ -205,6 +227,12 @@ def _select(loader):
 
 
 """
+# the forgetting probes of a joint run (appended to its custom_hooks)
+PROBE_HOOK = """ + [
+    # what each visit teaches and the others take away (tools/analysis_tools/forgetting.py)
+    dict(type='ForgettingProbeHook', num_samples={num_samples},
+         dataset=dict(type='MultiTaskDataset', pairs=_select(_base_.val_dataloader)))]
+"""
 # a run config's end: budget, data, no validation while training, schedule, seed
 CONFIG_TAIL = """\
 train_cfg = dict(max_visits={visits})
@@ -274,7 +302,7 @@ def _list_text(items: Sequence) -> str:
 
 
 def variant_config(run: Run, demo: Config, budget: Budget, phantom_root: str,
-                   eval_split: str = 'test') -> str:
+                   eval_split: str = 'test', probe_samples: int = 0) -> str:
     """The text of ``run``'s config: the demo config plus the variant's overrides.
 
     Args:
@@ -283,6 +311,8 @@ def variant_config(run: Run, demo: Config, budget: Budget, phantom_root: str,
         budget (Budget): the budget.
         phantom_root (str): the folder holding the phantom datasets.
         eval_split (str): the split ``tools/test.py`` evaluates with this config.
+        probe_samples (int): a joint run gets a ``ForgettingProbeHook`` on the first
+            ``probe_samples`` val images of each pair; 0 for none.
 
     Returns:
         str: a Python config inheriting ``demo.filename``.
@@ -299,13 +329,13 @@ def variant_config(run: Run, demo: Config, budget: Budget, phantom_root: str,
             dataset, task = run.pairs[0].split('.')
             key = CLASS_KEYS[task]
             text += (f',\n    datasets={{{dataset!r}: dict({key}=_base_.datasets[{dataset!r}]'
-                     f'[{key!r}])}},\n    ')
-            text += ', '.join(f'{module}=None' for other, modules in TASK_MODULES.items()
-                              if other != task for module in modules)
+                     f'[{key!r}])}}')
         text += ")\ntest_cfg = dict(type='TestLoop')\n"
-    if variant.removed_hooks:
+    probe = variant.joint and probe_samples > 0
+    if variant.removed_hooks or probe:
         text += ('custom_hooks = [hook for hook in _base_.custom_hooks\n'
-                 f'                if hook.type not in {variant.removed_hooks!r}]\n')
+                 f'                if hook.type not in {variant.removed_hooks!r}]')
+        text += PROBE_HOOK.format(num_samples=probe_samples) if probe else '\n'
     schedulers = scaled_schedulers(demo.param_scheduler, run.iters / budget.demo_iters,
                                    run.iters)
     return text + CONFIG_TAIL.format(
@@ -348,18 +378,18 @@ def check_demo(demo: Config, pairs: Optional[Sequence[str]]) -> List[str]:
 
 
 def write_configs(run: Run, demo: Config, budget: Budget, phantom_root: str,
-                  skip_existing: bool) -> None:
+                  skip_existing: bool, probe_samples: int = 0) -> None:
     """Write ``run``'s config files; with ``skip_existing``, refuse a run dir made with
     other settings (its results would not be this run's)."""
     os.makedirs(osp.dirname(run.config()), exist_ok=True)
     for split in run.eval_splits:
-        text = variant_config(run, demo, budget, phantom_root, split)
+        text = variant_config(run, demo, budget, phantom_root, split, probe_samples)
         path = run.config(split)
         if skip_existing and osp.isfile(path):
             with open(path) as f:
                 if f.read() != text:
                     raise ValueError(f'--skip-existing: {path} was written with other settings '
-                                     '(budget, phantoms or demo config); use another '
+                                     '(budget, phantoms, probes or demo config); use another '
                                      '--work-dir or remove that run dir')
         with open(path, 'w') as f:
             f.write(text)
@@ -393,10 +423,36 @@ def execute(run: Run, skip_existing: bool, cfg_options: Sequence[str], env: dict
               osp.join(run.run_dir, f'{split}.out'), env)
 
 
+def _phantom_arg(name: str) -> str:
+    return PHANTOM_ARGS[PHANTOM_ARGS.index(name) + 1]
+
+
+def check_phantom_style(phantom_root: str, name: str) -> None:
+    """ValueError if the train annotations of phantom dataset ``name`` say they were drawn
+    with another seed or lesion size / contrast than :data:`PHANTOM_ARGS` (e.g. phantoms of
+    an older demo); nothing to check when the file is missing."""
+    path = osp.join(phantom_root, name, 'annotations', 'train.json')
+    if not osp.isfile(path):
+        return
+    with open(path) as f:
+        source = json.load(f).get('metainfo', {}).get('source', '')
+    expected = (f"seed {_phantom_arg('--seed')}, lesion size "
+                f"{float(_phantom_arg('--lesion-size')):g}, lesion contrast "
+                f"{float(_phantom_arg('--lesion-contrast')):g})")
+    if not source.endswith(expected):
+        raise ValueError(f'{path}: metainfo source {source!r} is not the demo\'s phantoms '
+                         f'({expected[:-1]}); regenerate them (python -m '
+                         f'data_converters.synthetic --out {phantom_root} '
+                         f'{" ".join(PHANTOM_ARGS)} --overwrite) or give another --phantoms')
+
+
 def ensure_phantoms(phantom_root: str, pairs: Sequence[str]) -> None:
     """Generate the phantom datasets of ``pairs`` missing from ``phantom_root``
-    (``data_converters/synthetic.py`` with the Makefile's sizes)."""
+    (``data_converters/synthetic.py`` with :data:`PHANTOM_ARGS`); check that the others
+    were drawn with them (:func:`check_phantom_style`)."""
     names = sorted({pair.split('.')[0] for pair in pairs})
+    for name in names:
+        check_phantom_style(phantom_root, name)
     missing = [name for name in names if not osp.isdir(osp.join(phantom_root, name))]
     if missing:
         print_log(f'writing phantoms {missing} to {phantom_root} ({" ".join(PHANTOM_ARGS)})',
@@ -423,7 +479,7 @@ def better_side(val_metrics: dict, key: str = 'score') -> str:
     Raises:
         ValueError: a copy's value is missing or nan.
     """
-    values = [val_metrics.get(f'{side}/{key}') for side in SIDES]
+    values = [val_metrics.get(f'{side}/{key}') for side in COPIES]
     if any(v is None or math.isnan(v) for v in values):
         raise ValueError(f'cannot pick teacher or student: val {key} is {values}')
     return 'student' if values[0] > values[1] else 'teacher'
@@ -448,7 +504,7 @@ def collect(runs: Sequence[Run]) -> tuple:
             val = _load(next(r for r in runs if (r.variant.key, r.seed) == (key, seed))
                         .results('val'))
             chosen[seed] = better_side(val)
-            for side in SIDES:
+            for side in COPIES:
                 rows.setdefault(f'{key}/{side}', {})[seed] = blocks[side]
             rows.setdefault(key, {})[seed] = blocks[chosen[seed]]
         else:
@@ -470,7 +526,7 @@ def row_title(row: str, short: bool = False) -> str:
 def _chosen_text(chosen: Dict[int, str]) -> str:
     """E.g. ``'teacher for seeds 0, 2, student for seed 1'``."""
     parts = []
-    for side in SIDES:
+    for side in COPIES:
         seeds = [str(seed) for seed in sorted(chosen) if chosen[seed] == side]
         if seeds:
             parts.append(f'{side} for seed{"s" * (len(seeds) > 1)} {", ".join(seeds)}')
@@ -540,6 +596,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'the raw numbers go next to it as .json)')
     parser.add_argument('--skip-existing', action='store_true',
                         help='reuse finished runs, resume unfinished ones')
+    parser.add_argument('--probe-samples', type=int, default=48,
+                        help='forgetting probes of the joint runs (ForgettingProbeHook): val '
+                        'images per pair evaluated before and after every visit; 0 for none')
     parser.add_argument('--jobs', type=int, default=1, help='runs in parallel')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='key=value settings passed to every train.py/test.py call (e.g. '
@@ -547,6 +606,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f'--jobs must be >= 1, got {args.jobs}')
+    if args.probe_samples < 0:
+        parser.error(f'--probe-samples must be >= 0, got {args.probe_samples}')
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f'--seeds repeats a seed: {args.seeds}')
     options = argparse.Namespace()  # --cfg-options as a dict, as train.py will read them
@@ -582,7 +643,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     runs = plan_runs(pairs, budget, args.variants, args.seeds, work_dir)
     for run in runs:
-        write_configs(run, demo, budget, args.phantoms, args.skip_existing)
+        write_configs(run, demo, budget, args.phantoms, args.skip_existing, args.probe_samples)
     env = dict(os.environ)
     if args.jobs > 1 and 'OMP_NUM_THREADS' not in env:  # share the cores
         env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // args.jobs))
@@ -623,6 +684,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     with open(osp.splitext(out)[0] + '.json', 'w') as f:
         json.dump(nan_to_none(report), f, indent=1)
     print_log(f'{markdown}\n(written to {out}; {time.time() - start:.0f} s)', logger='current')
+    probed = {}
+    for run in runs:
+        if run.variant.joint and args.probe_samples:
+            probed.setdefault(run.variant.short, []).append(run.run_dir)
+    if probed:
+        report['forgetting'] = forgetting.report(
+            probed, osp.join(osp.dirname(osp.abspath(out)), 'forgetting'), command)
     return report
 
 
