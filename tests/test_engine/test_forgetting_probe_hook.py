@@ -148,7 +148,7 @@ def test_drift_is_the_relative_change_of_the_shared_weights(runs):
     runner, recorder = runs[True]
     drifts = [r for r in _records(runner) if r['kind'] == 'drift']
     # the demo model has all three shared groups; each visit records them for both copies
-    assert {r['group'] for r in drifts} == set(default_drift_groups()) == {
+    assert {r['group'] for r in drifts} == set(default_drift_groups(runner.model.student)) == {
         'backbone', 'loc', 'seg'}
     assert len(drifts) == 2 * 3 * 2
     for r in (r for r in drifts if r['group'] == 'backbone' and r['copy'] == 'student'):

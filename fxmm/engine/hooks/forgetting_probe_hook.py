@@ -16,19 +16,21 @@ from torch import nn
 
 from fxmm.engine.runner.tested_model import unwrap_tested_model
 from fxmm.registry import DATASETS, HOOKS
-from .lock_release_hook import FOUNDATION_X_LOCK_MODULES
+from fxmm.models.teacher_student import COPIES
+from fxmm.structures import TASKS
 
-SIDES = ('student', 'teacher')
 
-
-def default_drift_groups() -> Dict[str, tuple]:
-    """The shared parts of ``FoundationX`` as drift groups: the backbone, and each task's
-    other shared modules (:data:`FOUNDATION_X_LOCK_MODULES`, the modules Lock-Release
+def default_drift_groups(model: nn.Module) -> Dict[str, tuple]:
+    """The shared parts of a ``FoundationX`` as drift groups: the backbone, and each task's
+    other shared modules (``model.shared_modules(task)``, the modules Lock-Release
     freezes), e.g. ``{'backbone': ('backbone',), 'loc': ('loc_head.neck', ...), 'seg':
-    ('seg_neck',)}``; tasks with nothing shared besides the backbone get no group."""
+    ('seg_neck',)}``; tasks the model has no path for, or with nothing shared besides the
+    backbone, get no group."""
     groups = {'backbone': ('backbone', )}
-    for task, prefixes in FOUNDATION_X_LOCK_MODULES.items():
-        own = tuple(p for p in prefixes if p != 'backbone')
+    for task in TASKS:
+        if not model.task_datasets[task]:
+            continue
+        own = tuple(p for p in model.shared_modules(task) if p != 'backbone')
         if own:
             groups[task] = own
     return groups
@@ -90,7 +92,7 @@ class ForgettingProbeHook(Hook):
             ``before`` of the cycle after each (its drops). Defaults to 1.
         evaluator (dict): the metric. Defaults to ``dict(type='MultiTaskMetric')``.
         drift_groups (dict[str, Sequence[str]], optional): group name -> parameter name
-            prefixes of the (student) model. None means :func:`default_drift_groups`;
+            prefixes of the (student) model. None means :func:`default_drift_groups` of the model;
             groups matching no parameter are left out.
         out_file (str): the records' file, relative to the work dir. Defaults to
             ``'forgetting.jsonl'``.
@@ -118,7 +120,7 @@ class ForgettingProbeHook(Hook):
         self.batch_size = batch_size
         self.cycle_interval = cycle_interval
         self.evaluator_cfg = evaluator
-        self.drift_groups = dict(drift_groups or default_drift_groups())
+        self.drift_groups = drift_groups
         self.out_file = out_file
         self._start: Dict[tuple, torch.Tensor] = {}
         self._seconds = 0.
@@ -146,10 +148,11 @@ class ForgettingProbeHook(Hook):
             for start, end in zip([0] + ends[:-1], ends)]
         model = self._model(runner)
         student = getattr(model, 'student', model)
-        self.copies = {side: getattr(model, side) for side in SIDES if hasattr(model, side)
+        self.copies = {side: getattr(model, side) for side in COPIES if hasattr(model, side)
                        } or {'student': student}
         self.groups = {}
-        for group, prefixes in self.drift_groups.items():
+        groups = self.drift_groups or default_drift_groups(student)
+        for group, prefixes in groups.items():
             params = [n for n, _ in student.named_parameters() if _matches(n, prefixes)]
             if params:
                 self.groups[group] = params
