@@ -55,8 +55,6 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 from fxmm.evaluation.results_table import COLUMNS, results_table
-from fxmm.evaluation.seed_summary import (Table, aggregate_over_seeds, nan_to_none,
-                                          stats_cell)
 from fxmm.models.teacher_student import COPIES
 from fxmm.structures import CLASS_KEYS, pair_name
 
@@ -71,6 +69,7 @@ def _load_sibling(name: str):
 
 
 forgetting = _load_sibling('forgetting')
+seed_summary = _load_sibling('seed_summary')
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
@@ -489,14 +488,15 @@ def collect(runs: Sequence[Run]) -> tuple:
     """Read the runs' results into table rows.
 
     Returns:
-        tuple[dict, dict]: the rows (:data:`Table`: ``'a'``, ``'b'``, ``'c'``, and for the
-        teacher variant ``'d'`` - the copy better on val - ``'d/student'``, ``'d/teacher'``)
+        tuple[dict, dict]: the rows (a ``seed_summary.Table``: ``'a'``, ``'b'``, ``'c'``, and
+        for the teacher variant ``'d'`` - the copy better on val - ``'d/student'``,
+        ``'d/teacher'``)
         and, for ``'d'``, seed -> the copy taken.
     """
     metrics: Dict[tuple, dict] = {}
     for run in runs:  # a baseline's pairs are merged into its variant's metrics
         metrics.setdefault((run.variant.key, run.seed), {}).update(_load(run.results()))
-    rows: Table = {}
+    rows: seed_summary.Table = {}
     chosen: Dict[int, str] = {}
     for (key, seed), values in metrics.items():
         blocks = results_table(values)[1]
@@ -556,7 +556,8 @@ def render_markdown(summary: dict, chosen: Dict[int, str], seeds: Sequence[int],
                   f'report the better): {_chosen_text(chosen)}.']
     lines += ['', '| Variant | ' + ' | '.join(titles) + ' |', '|---|' + '---:|' * len(titles)]
     lines += [f'| {row_title(row)} | '
-              + ' | '.join(stats_cell(s['summary'][t], n) for t in titles) + ' |'
+              + ' | '.join(seed_summary.stats_cell(s['summary'][t], n) for t in titles)
+              + ' |'
               for row, s in summary.items()]
     lines += ['', '## Per dataset']
     for title in titles:
@@ -570,7 +571,7 @@ def render_markdown(summary: dict, chosen: Dict[int, str], seeds: Sequence[int],
                   + ' |',
                   '|---|' + '---:|' * len(summary)]
         lines += [f'| {d} | ' + ' | '.join(
-            stats_cell(s['datasets'].get(d, {}).get(title, dict(mean=None)), n)
+            seed_summary.stats_cell(s['datasets'].get(d, {}).get(title, dict(mean=None)), n)
             for s in summary.values()) + ' |' for d in datasets]
     return '\n'.join(lines) + '\n'
 
@@ -671,7 +672,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             raise
 
     rows, chosen = collect(runs)
-    summary = aggregate_over_seeds({row: rows[row] for row in sorted(rows)})
+    summary = seed_summary.aggregate_over_seeds({row: rows[row] for row in sorted(rows)})
     markdown = render_markdown(summary, chosen, args.seeds, budget, command)
     report = dict(command=command, budget=dict(budget._asdict(), pair_iters=budget.pair_iters,
                                                joint_iters=budget.joint_iters),
@@ -682,7 +683,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     with open(out, 'w') as f:
         f.write(markdown)
     with open(osp.splitext(out)[0] + '.json', 'w') as f:
-        json.dump(nan_to_none(report), f, indent=1)
+        json.dump(seed_summary.nan_to_none(report), f, indent=1)
     print_log(f'{markdown}\n(written to {out}; {time.time() - start:.0f} s)', logger='current')
     probed = {}
     for run in runs:

@@ -1,9 +1,16 @@
-"""Mean +- std over seeds of per-dataset results tables (fxmm.evaluation.seed_summary)."""
+"""Mean +- std over seeds of per-dataset results tables (tools/analysis_tools/seed_summary.py)."""
+import importlib.util
 import math
+import os.path as osp
 
 import pytest
 
-from fxmm.evaluation.seed_summary import aggregate_over_seeds, nan_to_none, stats_cell
+_PATH = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools', 'seed_summary.py')
+_spec = importlib.util.spec_from_file_location('seed_summary', _PATH)
+_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_module)
+aggregate_over_seeds, nan_to_none, stats_cell = (
+    _module.aggregate_over_seeds, _module.nan_to_none, _module.stats_cell)
 
 
 def test_dataset_means_per_seed_then_mean_and_sample_std_over_seeds():

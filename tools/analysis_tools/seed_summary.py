@@ -9,7 +9,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .results_table import COLUMNS
+from fxmm.evaluation.results_table import COLUMNS
 
 # row -> seed -> dataset -> column title -> value in percent (None: the dataset lacks it)
 Table = Dict[str, Dict[int, Dict[str, Dict[str, Optional[float]]]]]
