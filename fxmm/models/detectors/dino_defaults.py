@@ -25,9 +25,12 @@ DINO_DECODER = dict(
         ffn_cfg=dict(feedforward_channels=2048, ffn_drop=0.0)),
     post_norm_cfg=None)
 DINO_POSITIONAL_ENCODING = dict(num_feats=128, normalize=True, offset=0.0, temperature=20)
+# DINO-4scale's de-noising (IDEA-Research/DINO config/DINO/DINO_4scale.py, the authors'
+# too: dn_label_noise_ratio 0.5, dn_box_noise_scale 0.4, dn_number 100); mmdet's DINO config
+# uses box noise 1.0
 DINO_DN_CFG = dict(
     label_noise_scale=0.5,
-    box_noise_scale=1.0,
+    box_noise_scale=0.4,
     group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100))
 DINO_HEAD = dict(
     type='mmdet.DINOHead',
@@ -46,4 +49,4 @@ DINO_TRAIN_CFG = dict(
             dict(type='mmdet.BBoxL1Cost', weight=5.0, box_format='xywh'),
             dict(type='mmdet.IoUCost', iou_mode='giou', weight=2.0)
         ]))
-DINO_TEST_CFG = dict(max_per_img=100)
+DINO_TEST_CFG = dict(max_per_img=300)  # DINO-4scale's num_select
