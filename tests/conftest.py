@@ -3,7 +3,7 @@
 Some OpenMMLab modules build their sub-modules through the *current* default scope; a test
 that leaves another scope current must not break the next one. The ``released_*`` fixtures
 build random-weight checkpoints with the exact layouts of the authors' released files
-(tests/data/released_checkpoints/).
+(tests/data/released_checkpoints/), and that Foundation X file converted once for the session.
 """
 import importlib.util
 import json
@@ -14,6 +14,7 @@ import torch
 from mmengine.registry import DefaultScope
 
 from fxmm.utils import register_all_modules
+from model_converter_tools import load_converter
 
 register_all_modules(init_default_scope=False)
 
@@ -37,6 +38,8 @@ def one_thread():
 
 # ------------------------------------------------ the authors' released checkpoint layouts
 RELEASED = os.path.join(os.path.dirname(__file__), 'data', 'released_checkpoints')
+FX_RELEASE_CONFIG = os.path.join(os.path.dirname(__file__), '..', 'configs',
+                                 'foundation_x_release.py')
 
 
 def _make_ckpt():
@@ -83,3 +86,19 @@ def released_ark6():
     teacher (``make_ckpt.py ark6``, seed 0): timm Swin-B, the MLP projector, 6 heads."""
     layout = released_layout('ark6')
     return _make_ckpt().state_dict(layout['keys'], [], 0)
+
+
+@pytest.fixture(scope='session')
+def released_fx_converted(released_fx):
+    """(converted, reports, model_cfg): both copies of ``released_fx`` converted once by
+    ``foundation_x_to_fxmm.convert`` into the FoundationX of configs/foundation_x_release.py
+    (a TeacherStudent state dict, ``student.`` / ``teacher.`` keys), the per-copy
+    :class:`KeyReport` s, and that FoundationX config. Shared: never change them in place."""
+    from mmengine.config import Config
+
+    from fxmm.apis import foundation_x_cfg
+    model_cfg = foundation_x_cfg(Config.fromfile(FX_RELEASE_CONFIG))
+    student, teacher = released_fx
+    converted, reports = load_converter('foundation_x_to_fxmm').convert(
+        dict(model=student, teacher_model=teacher), model_cfg)
+    return converted, reports, model_cfg

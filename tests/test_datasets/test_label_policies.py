@@ -4,6 +4,9 @@ import pytest
 from fxmm.datasets.label_policies import (LABEL_POLICIES, LSR_RANGE, apply_label_policy,
                                           check_label_policy, register_label_policy)
 
+# The method's range for CheXpert's uncertain labels (/work/shared/specs/method.md, "LSR").
+METHOD_LSR = (0.55, 0.85)
+
 LABEL = np.array([1, 0, -1, np.nan, -1], dtype=np.float32)
 
 
@@ -22,12 +25,19 @@ def test_u_ones_and_u_zeros(policy, value):
 def test_lsr_draws_per_entry_from_its_range_with_the_given_rng():
     out = apply_label_policy(LABEL, 'lsr', np.random.default_rng(3))
     assert out[[0, 1]].tolist() == [1, 0] and np.isnan(out[3])
-    assert np.all((out[[2, 4]] >= LSR_RANGE[0]) & (out[[2, 4]] <= LSR_RANGE[1]))
+    assert np.all((out[[2, 4]] >= METHOD_LSR[0]) & (out[[2, 4]] <= METHOD_LSR[1]))
     assert out[2] != out[4]
     again = apply_label_policy(LABEL, 'lsr', np.random.default_rng(3))
     np.testing.assert_array_equal(out, again)
     with pytest.raises(ValueError, match='rng'):
         apply_label_policy(LABEL, 'lsr')
+
+
+def test_lsr_range_is_the_methods_and_the_draws_fill_it():
+    assert LSR_RANGE == METHOD_LSR
+    draws = apply_label_policy(np.full(2000, -1, np.float32), 'lsr', np.random.default_rng(0))
+    assert METHOD_LSR[0] <= draws.min() < METHOD_LSR[0] + 0.01
+    assert METHOD_LSR[1] - 0.01 < draws.max() <= METHOD_LSR[1]
 
 
 def test_missing_as_zero():

@@ -146,7 +146,12 @@ def _fake_run(work_dir, steps, truncated=(), pointer=None):
 def test_auto_resume_skips_a_broken_latest(tmp_path, train_tool):
     work = str(tmp_path / 'truncated')
     _fake_run(work, [4, 8], truncated=[8], pointer=osp.join(work, 'iter_8.pth'))
-    open(osp.join(work, '.iter_12.pth.x1y2.tmp'), 'wb').close()  # a killed atomic write
+    # a save of iter_12.pth killed before its rename: atomic_write_bytes's '.<name>.tmp',
+    # half written
+    with open(osp.join(work, 'iter_4.pth'), 'rb') as f:
+        half = f.read()[:osp.getsize(osp.join(work, 'iter_4.pth')) // 2]
+    with open(osp.join(work, '.iter_12.pth.tmp'), 'wb') as f:
+        f.write(half)
     assert train_tool.find_resume_checkpoint(work) == osp.join(work, 'iter_4.pth')
     # a half-written pointer, a pointer to a removed file
     for pointer in ('', osp.join(work, 'iter_')):

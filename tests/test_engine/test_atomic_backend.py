@@ -48,3 +48,28 @@ def test_umask_permissions_and_a_killed_writes_leftover_is_reused(tmp_path):
     assert path.read_bytes() == b'complete'
     assert os.stat(path).st_mode & 0o777 == 0o644
     assert os.listdir(tmp_path) == ['iter_8.pth']
+
+
+def test_the_default_runtimes_checkpoints_survive_a_kill_while_saving(tmp_path, monkeypatch):
+    """configs/_base_/default_runtime.py (which every fxmm config inherits) saves checkpoints
+    and ``last_checkpoint`` through the atomic backend: a save killed half way keeps the old
+    file whole."""
+    from mmengine.config import Config
+
+    from fxmm.registry import HOOKS
+    runtime = Config.fromfile(os.path.join(os.path.dirname(__file__), '..', '..', 'configs',
+                                           '_base_', 'default_runtime.py'))
+    hook = HOOKS.build(runtime.default_hooks.checkpoint)
+    backend = get_file_backend(str(tmp_path), backend_args=hook.backend_args)
+    assert isinstance(backend, AtomicLocalBackend)
+    path = tmp_path / 'iter_500.pth'
+    path.write_bytes(b'old complete checkpoint')
+
+    def killed(fd):
+        raise KeyboardInterrupt('killed while saving')
+
+    monkeypatch.setattr(os, 'fsync', killed)
+    with pytest.raises(KeyboardInterrupt):
+        backend.put(b'new partial', path)
+    assert path.read_bytes() == b'old complete checkpoint'
+    assert os.listdir(tmp_path) == ['iter_500.pth']

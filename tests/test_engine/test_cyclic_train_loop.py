@@ -2,7 +2,9 @@
 that continues the uninterrupted run exactly without loading the skipped data."""
 import glob
 import os
+import random
 
+import numpy as np
 import pytest
 import torch
 from mmengine.dataset import BaseDataset
@@ -46,18 +48,21 @@ class CountingToyDatasetCTL(BaseDataset):
 
 @MODELS.register_module(force=True)
 class RecordingToyModelCTL(BaseModel):
-    """A linear regressor that records the ``sample_idx`` of every training batch."""
+    """A linear regressor that records the ``sample_idx`` of every training batch and one draw
+    of each global RNG (python, numpy, torch) per training iteration."""
 
     def __init__(self):
         super().__init__()
         self.linear = nn.Linear(2, 1)
         self.seen = []
+        self.draws = []
 
     def forward(self, inputs, data_samples=None, mode='tensor'):
         pred = self.linear(torch.stack(inputs)).squeeze(1)  # (B, 2) -> (B, )
         if mode != 'loss':
             return pred
         self.seen.append([s.sample_idx for s in data_samples])
+        self.draws.append((random.random(), np.random.rand(), torch.rand(1).item()))
         target = torch.tensor([s.target for s in data_samples])
         return dict(loss=((pred - target)**2).mean())
 
@@ -99,8 +104,20 @@ def test_resume_continues_the_uninterrupted_run(tmp_path, mode):
     # no seed in the resumed run: the sampler's seed must come from the checkpoint
     resumed = make_runner(tmp_path / 'resumed', f'resumed_{mode}', mode=mode, seed=None,
                           resume_from=str(tmp_path / 'full' / 'iter_5.pth'), max_iters=12)
+    visits = []
+
+    class CurrentVisitRecorder(Hook):
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            visits.append(runner.train_loop.current_visit)
+
+    resumed.register_hook(CurrentVisitRecorder())
     resumed.train()
     assert resumed.model.seen == full.model.seen[5:]
+    # the resumed iterations lie where they lay in the visit schedule, and draw what they drew
+    assert visits == [loop.sampler.schedule(i) for i in range(5, 12)]
+    assert resumed.train_loop.current_visit == loop.current_visit
+    assert resumed.model.draws == full.model.draws[5:]
     assert CountingToyDatasetCTL.loaded == 7 * 2  # the skipped batches were never loaded
     for name, param in full.model.state_dict().items():
         assert torch.equal(param, resumed.model.state_dict()[name]), name

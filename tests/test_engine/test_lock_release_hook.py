@@ -361,7 +361,6 @@ def test_extra_pass_needs_two_pass_visits(tmp_path):
 
 
 def test_without_lock_modules_the_hook_locks_what_foundation_x_shares():
-    pytest.importorskip('fxmm.models.detectors.shared_dino')
     import fxmm.models.data_preprocessors.cxr_data_preprocessor  # noqa: F401  registers
     import fxmm.models.foundation_x  # noqa: F401
     import fxmm.models.heads.multi_cls_head  # noqa: F401

@@ -330,7 +330,6 @@ def loc_model_cfg():
 
 
 def test_loc_batches_route_to_the_shared_dino_branch_of_their_dataset():
-    pytest.importorskip('fxmm.models.detectors.shared_dino')
     model = build(loc_model_cfg()).train()
     assert model.loc_head.dataset_names == ['siim', 'tbx']
     with torch.random.fork_rng():  # DINO's de-noising queries draw from the global RNG

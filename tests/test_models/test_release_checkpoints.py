@@ -66,8 +66,8 @@ def run_cli(tool, monkeypatch, *argv):
 
 # ----------------------------------------------------------------------------- Foundation X
 @pytest.fixture(scope='module')
-def fx_release_cfg():
-    return foundation_x_cfg(Config.fromfile(FX_RELEASE))
+def fx_release_cfg(released_fx_converted):
+    return released_fx_converted[2]
 
 
 @pytest.fixture(scope='module')
@@ -97,11 +97,9 @@ def test_released_foundation_x_converts_every_key_without_a_flag(fx_release_pair
     assert meta['copies'] == 'both'
 
 
-def test_released_foundation_x_report_names_every_dropped_key(released_fx, fx_release_cfg,
+def test_released_foundation_x_report_names_every_dropped_key(released_fx_converted,
                                                               fx_release_pair):
-    student, _ = released_fx
-    _, reports = fx_tool.convert(dict(model=student), fx_release_cfg, 'student')
-    report = reports['student']
+    report = released_fx_converted[1]['student']
     assert not (report.missing or report.mismatched or report.unused or report.unexpected)
     assert '; 0 missing, 0 shape-mismatched, 0 unused source keys;' in report.summary()
     assert report.filled == len(fx_release_pair[0].student.state_dict())  # every target key
@@ -157,10 +155,10 @@ def test_released_foundation_x_cls_seg_heads_match_the_authors_forward(
 
 
 def test_a_finetune_config_starts_from_the_converted_release_with_load_from(
-        released_fx, fx_release_cfg, tmp_path):
+        released_fx_converted, tmp_path):
     cfg = Config.fromfile(FINETUNE_RELEASE)
-    _, teacher = released_fx
-    converted, _ = fx_tool.convert(dict(teacher_model=teacher), fx_release_cfg, 'teacher')
+    converted = {k[len('teacher.'):]: v for k, v in released_fx_converted[0].items()
+                 if k.startswith('teacher.')}  # the teacher as a FoundationX state dict
     save_converted(converted, str(tmp_path / 'teacher.pth'), meta=dict())
     model = build_in_scope(cfg.model, 'fxmm')
     # what the runner does with load_from

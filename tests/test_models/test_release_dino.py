@@ -9,16 +9,14 @@ key rules, and the outputs of the converted model against an independent referen
   class logits and boxes, at every decoder layer, match the reference at 224 px,
   max |diff| <= 1e-4, student and teacher.
 """
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from test_shared_dino import random_feats, samples, tiny_cfg
 
 import release_reference_dino as ref_dino
-from fxmm.apis import build_in_scope, foundation_x_cfg
+from model_converter_tools import load_converter
+from fxmm.apis import build_in_scope
 from fxmm.models.detectors.shared_dino import SharedDINO
 from fxmm.registry import MODELS
 from fxmm.utils.state_dict_mapping import KeyMapper, match_state_dict
@@ -26,7 +24,6 @@ from fxmm.utils.state_dict_mapping import idea_dino
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
-ROOT = osp.join(osp.dirname(__file__), '..', '..')
 TOL = 1e-4  # max |diff| (the issue's bound)
 # the release's options at a small scale: 5 class rows (class 0 at row 1), 7 label rows
 RELEASE_BRANCH = dict(memory_proj=True, separate_box_refine=True, num_class_rows=5,
@@ -34,6 +31,7 @@ RELEASE_BRANCH = dict(memory_proj=True, separate_box_refine=True, num_class_rows
 BIASED_NECK = dict(type='mmdet.ChannelMapper', kernel_size=1, act_cfg=None,
                    norm_cfg=dict(type='GN', num_groups=32), bias=True)
 DATASETS = dict(tbx=3, node=1)
+fx_tool = load_converter('foundation_x_to_fxmm')
 
 
 def tiny(branch_cfg=RELEASE_BRANCH, neck=BIASED_NECK, **overrides) -> SharedDINO:
@@ -249,25 +247,13 @@ def test_rules_for_an_mmdet_dino_target_take_the_datasets_rows_and_name_what_has
 
 
 # ------------------------------------------------------------------- the release, full size
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(ROOT, 'tools', 'model_converters', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
-def release_loc_heads(released_fx):
+def release_loc_heads(released_fx_converted):
     """The converted loc_head of each copy (configs/foundation_x_release.py, float64) and the
     student's conversion report."""
-    fx_tool = load_tool('foundation_x_to_fxmm')
-    cfg = foundation_x_cfg(Config.fromfile(osp.join(ROOT, 'configs',
-                                                    'foundation_x_release.py')))
+    converted, reports, cfg = released_fx_converted
     loc_cfg = dict(cfg['loc_head'], dataset_classes={
         name: len(cfg['datasets'][name]['det_classes']) for name in fx_tool.FX_LOC_DATASETS})
-    student, teacher = released_fx
-    converted, reports = fx_tool.convert(dict(model=student, teacher_model=teacher), cfg)
     heads = []
     for copy_name in ('student', 'teacher'):
         prefix = f'{copy_name}.loc_head.'

@@ -30,13 +30,16 @@ def fxmm_default_scope():
         yield
 
 
-def tiny_cfg(projector_dims=None, with_loc=True):
-    """The tiny FoundationX plus (``with_loc``) a tiny SharedDINO for ``tbx``; optional Ark
+def tiny_cfg(projector_dims=None, with_loc=True, siim_loc=False):
+    """The tiny FoundationX plus (``with_loc``) a tiny SharedDINO for ``tbx`` (and, with
+    ``siim_loc``, first for ``siim``: tbx becomes the second loc dataset); optional Ark
     projector."""
     cfg = get_tiny_model_cfg()
     cfg.cls_head.projector_dims = projector_dims
     if not with_loc:
         return cfg
+    if siim_loc:
+        cfg.datasets.siim.det_classes = ['Pneumothorax']
     cfg.datasets.tbx = dict(det_classes=['ActiveTuberculosis', 'ObsoleteTuberculosis'])
     cfg.loc_head = dict(
         type='SharedDINO', in_channels=(64, 128, 256), num_queries=20,
@@ -147,6 +150,33 @@ def test_consistency_gradient_reaches_only_the_student_path_of_the_task(model_an
     assert student.backbone.patch_embed.projection.weight.grad.abs().sum() > 0
     assert student.cls_head.heads['nih'].weight.grad is None
     perturbed.zero_grad()
+
+
+def test_a_loc_step_on_the_second_loc_dataset_uses_only_its_branch():
+    """tbx, the second of two loc datasets: its student branch alone gets gradients, and the
+    teacher compares through its own tbx branch."""
+    model = build(siim_loc=True).train()
+    assert model.student.loc_head.dataset_names == ['siim', 'tbx']
+    data = batch(model, 'loc')  # tbx
+    losses = run_loss(model, data)
+    assert all(k.startswith('tbx.loc.') for k in losses)
+    assert losses['tbx.loc.loss_consistency'].item() < 1e-10  # teacher == student
+    sum(losses.values()).backward()
+    branches = model.student.loc_head.branches
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in branches['tbx'].parameters())
+    assert all(p.grad is None for p in branches['siim'].parameters())
+    assert all(p.grad is None for p in model.teacher.parameters())
+    teacher_branches = model.teacher.loc_head.branches
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in teacher_branches['siim'].parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    assert run_loss(model, data)['tbx.loc.loss_consistency'].item() < 1e-10
+    with torch.no_grad():
+        for p in teacher_branches['tbx'].parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    assert run_loss(model, data)['tbx.loc.loss_consistency'].item() > 1e-5
 
 
 def test_loc_consistency_compares_the_same_anchors(model_and_perturbed):

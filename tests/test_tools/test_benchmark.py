@@ -7,7 +7,9 @@ in-process.
 import importlib.util
 import json
 import math
+import os
 import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -26,6 +28,9 @@ TINY = ['--config', CONFIG, '--size', '64', '--batch-size', '2', '--repeats', '1
         '--data-iters', '2', '--threads', '1', '--real-files', '1', '--real-inputs', 'jpeg_390',
         'png8_512', '--share-batches', '0', '--real-config', CONFIG]
 TASKS = ('cls', 'loc', 'seg')
+# Linux measures a call's peak RSS (VmHWM reset through /proc/self/clear_refs); elsewhere the
+# benchmark reports None
+MEASURES_PEAK_RSS = sys.platform == 'linux' and os.access('/proc/self/clear_refs', os.W_OK)
 
 _spec = importlib.util.spec_from_file_location('benchmark_cli',
                                                osp.join(ROOT, 'tools', 'benchmark.py'))
@@ -79,7 +84,8 @@ def test_step_ratios_and_the_locked_step_does_no_work_on_the_frozen_part(all_rep
             assert check['grad_none_after_backward'] and check['unchanged_after_step']
             assert check['released_grads'] > 0  # the control: released, they train
         # CPU peak memory: RSS based, measured on Linux
-        assert all(m is None or m >= 0 for m in result['peak_memory_mib'].values())
+        for memory in result['peak_memory_mib'].values():
+            assert memory >= 0 if MEASURES_PEAK_RSS else memory is None
 
 
 def test_infer_data_and_scaling_sections(all_report):
@@ -181,7 +187,10 @@ def test_timing_helpers():
                                warmup=1)
     assert order == list('abcbcacab') and all(len(t) == 2 for t in times.values())
     big = timing.peak_memory(lambda: torch.ones(64, 2**20).sum(), 'cpu')  # 256 MiB
-    assert big is None or big > 100
+    if MEASURES_PEAK_RSS:
+        assert 200 < big < 400
+    else:
+        assert big is None
 
 
 def test_data_share_is_skipped_with_the_reason_when_real_data_is_missing():
