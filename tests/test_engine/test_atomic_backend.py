@@ -21,8 +21,9 @@ def test_backend_is_selected_by_backend_args(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['ckpt.pth', 'last_checkpoint']
 
 
-def test_failed_write_keeps_old_file_and_no_temporary(tmp_path, monkeypatch):
-    path = tmp_path / 'iter_4.pth'
+def _check_a_write_killed_before_its_rename(write, path, monkeypatch):
+    """``write(data, path)`` interrupted at its fsync keeps ``path``'s old content whole and
+    leaves no temporary file."""
     path.write_bytes(b'old complete checkpoint')
 
     def killed(fd):
@@ -30,9 +31,14 @@ def test_failed_write_keeps_old_file_and_no_temporary(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, 'fsync', killed)
     with pytest.raises(KeyboardInterrupt):
-        atomic_write_bytes(b'new partial', path)
+        write(b'new partial', path)
     assert path.read_bytes() == b'old complete checkpoint'
-    assert os.listdir(tmp_path) == ['iter_4.pth']
+    assert os.listdir(path.parent) == [path.name]
+
+
+def test_failed_write_keeps_old_file_and_no_temporary(tmp_path, monkeypatch):
+    _check_a_write_killed_before_its_rename(atomic_write_bytes, tmp_path / 'iter_4.pth',
+                                            monkeypatch)
 
 
 def test_umask_permissions_and_a_killed_writes_leftover_is_reused(tmp_path):
@@ -62,14 +68,4 @@ def test_the_default_runtimes_checkpoints_survive_a_kill_while_saving(tmp_path, 
     hook = HOOKS.build(runtime.default_hooks.checkpoint)
     backend = get_file_backend(str(tmp_path), backend_args=hook.backend_args)
     assert isinstance(backend, AtomicLocalBackend)
-    path = tmp_path / 'iter_500.pth'
-    path.write_bytes(b'old complete checkpoint')
-
-    def killed(fd):
-        raise KeyboardInterrupt('killed while saving')
-
-    monkeypatch.setattr(os, 'fsync', killed)
-    with pytest.raises(KeyboardInterrupt):
-        backend.put(b'new partial', path)
-    assert path.read_bytes() == b'old complete checkpoint'
-    assert os.listdir(tmp_path) == ['iter_500.pth']
+    _check_a_write_killed_before_its_rename(backend.put, tmp_path / 'iter_500.pth', monkeypatch)
