@@ -6,6 +6,7 @@ _base_ = [
     '_base_/default_runtime.py',
     '_base_/schedules/adamw_cosine.py',
     '_base_/datasets/phantoms.py',
+    '_base_/models/foundation_x_tiny.py',
 ]
 
 # ========================= Frequently modified parameters =========================
@@ -23,9 +24,8 @@ ema_momentum = 0.8     # teacher = m * teacher + (1 - m) * student, once per vis
 consistency_weight = 0.5  # student-teacher consistency loss weight (FX)
 
 # ========================= Possibly modified parameters ===========================
-embed_dims = 48        # Swin width (Swin-B: 128)
-num_queries = 30       # DINO queries (paper: 900)
-seg_channels = 32      # shared UperNet width (paper: 128)
+# the model's sizes: _base_/models/foundation_x_tiny.py (Swin width 48, 30 DINO queries,
+# UperNet width 32)
 with_cp = False        # gradient checkpointing of Swin stages (saves memory, ~30% slower);
                        # works under DDP too, see docs/reliability.md
 # the class lists of every phantom dataset (data_converters/synthetic.py writes them)
@@ -40,45 +40,10 @@ datasets = dict(
 )
 
 # ========================= Unmodified in most cases ===============================
-stage_channels = [embed_dims * 2**i for i in range(4)]
-student = dict(
-    type='FoundationX',
-    datasets=datasets,
-    data_preprocessor=dict(type='CXRDataPreprocessor', pad_size_divisor=32),
-    backbone=dict(
-        type='mmpretrain.SwinTransformer',
-        arch=dict(embed_dims=embed_dims, depths=[2, 2, 2, 2], num_heads=[2, 4, 8, 16]),
-        img_size={{_base_.img_size}},
-        window_size=4,
-        pad_small_map=True,
-        drop_path_rate=0.1,
-        with_cp=with_cp,
-        out_indices=(0, 1, 2, 3)),
-    cls_head=dict(type='MultiDatasetClsHead', in_channels=stage_channels[-1]),
-    loc_head=dict(
-        type='SharedDINO',
-        in_channels=stage_channels[1:],
-        num_queries=num_queries,
-        encoder=dict(num_layers=2, layer_cfg=dict(
-            self_attn_cfg=dict(dropout=0.0),
-            ffn_cfg=dict(feedforward_channels=512, ffn_drop=0.0))),
-        decoder=dict(num_layers=2, return_intermediate=True, post_norm_cfg=None, layer_cfg=dict(
-            self_attn_cfg=dict(num_heads=8, dropout=0.0),
-            cross_attn_cfg=dict(dropout=0.0),
-            ffn_cfg=dict(feedforward_channels=512, ffn_drop=0.0))),
-        dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
-                    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=10)),
-        test_cfg=dict(max_per_img=num_queries)),
-    seg_neck=dict(type='SharedUperNet', in_channels=stage_channels, channels=seg_channels),
-    # Dice + BCE: the pixel-wise BCE gives small and thin masks (pneumothorax) a gradient
-    # from the first iterations, where Dice alone stays near 1 for a long time
-    seg_head=dict(
-        type='MultiDatasetSegHead',
-        in_channels=seg_channels,
-        loss_decode=[dict(type='MultiLabelDiceLoss'),
-                     dict(type='MaskedBCEWithLogitsLoss', loss_name='loss_bce')]),
-)
-model = dict(type='TeacherStudent', model=student, consistency_weight=consistency_weight)
+student = dict(_base_.model, datasets=datasets,
+               backbone=dict(_base_.model.backbone, with_cp=with_cp))
+model = dict(_delete_=True, type='TeacherStudent', model=student,
+             consistency_weight=consistency_weight)
 
 train_dataloader = dict(sampler=dict(iters_per_visit=iters_per_visit))
 optim_wrapper = dict(
