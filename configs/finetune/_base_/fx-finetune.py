@@ -28,6 +28,7 @@
 _base_ = [
     '../../_base_/default_runtime.py',
     '../../_base_/schedules/adamw_cosine.py',  # AdamW 1e-4, backbone 1e-5, weight decay 1e-4
+    '../../_base_/datasets/cxr_pipelines.py',
     '../../_base_/models/foundation_x_release_parts.py',  # for the '<target>@release' targets
     '../../_base_/datasets/vindr_cxr_organs.py',
     '../../_base_/datasets/jsrt.py',
@@ -57,22 +58,6 @@ num_shots = 3           # paper: 3, 6, 12, 24 training images
 shot_seed = 0
 
 # ========================= Unmodified in most cases ===============================
-def _pipelines(size):  # noqa: E302  (evaluated when the config is read)
-    """The pretraining augmentations per task (method.md), at `size` x `size`."""
-    load = [dict(type='LoadCXRImage', defer_norm=True), dict(type='LoadCXRAnnotations')]
-    pack = [dict(type='PackCXRInputs')]
-    crop = dict(type='CXRRandomResizedCrop', scale=(size, size), area_range=(0.8, 1.0))
-    return dict(
-        train=dict(
-            loc=load + [dict(crop, min_box_visibility=0.5)] + pack,
-            # the flip swaps left/right classes via the dataset's lr_pairs
-            seg=load + [crop, dict(type='CXRRandomFlip', prob=0.5)] + pack),
-        # masks loaded after the resize stay at the original size: the Dice is computed there
-        test=[load[0], dict(type='LoadCXRAnnotations', with_seg=False),
-              dict(type='CXRResize', scale=(size, size)),
-              dict(type='LoadCXRAnnotations', with_cls=False, with_bbox=False)] + pack)
-
-
 # the parts of the released architecture each task's path has (backbone, and its neck / head)
 release_parts = dict(
     loc=dict(backbone=_base_.fx_release_backbone, loc_head=_base_.fx_release_loc_head),
@@ -84,7 +69,7 @@ def _target(data, task, root=data_root, size=img_size, release=False, **train_kw
     """[model, train, val, test dataloader] overrides that train and evaluate the one pair
     (`data` from configs/_base_/datasets/, `task`); `release`: on the released architecture;
     `train_kwargs` go to the train split's CXRDataset."""
-    pipelines = _pipelines(size)
+    pipelines = _base_.cxr_pipelines[size]  # the pretraining augmentations per task
 
     def loader(split):
         kwargs = (dict(data['train_kwargs'], **train_kwargs) if split == 'train'
@@ -138,6 +123,7 @@ targets = {
                                           **few_shot),
 }
 recipes = {'full': _recipe(None), 'frozen': _recipe(1.0), 'lock-release': _recipe(lock_fraction)}
+cxr_pipelines = None  # read above; left out of the saved config
 
 train_dataloader = dict(
     batch_size=train_batch_size,
