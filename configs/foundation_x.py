@@ -7,7 +7,7 @@
 # The data root is one variable, `data_root` in _base_/datasets/foundation_x_data.py
 # (default data/cxr/, the converters' output), or set it with FXMM_DATA_ROOT=/path/to/cxr.
 _base_ = [
-    '_base_/default_runtime.py',
+    '_base_/method/foundation_x.py',  # Lock-Release, EMA teacher, consistency loss
     '_base_/schedules/adamw_cosine.py',
     '_base_/datasets/foundation_x_data.py',
     '_base_/models/foundation_x_swin-b.py',
@@ -20,10 +20,6 @@ _base_ = [
 max_visits = 3000       # one visit = one pass over one pair; 3000 = 150 cycles (paper)
 warmup_visits = 20      # linear warm-up, then cosine to 0 (paper: 20 visits = one cycle)
 val_interval = 10000    # iterations between evaluations of student and teacher
-lock_tasks = ('loc', 'seg')   # Lock-Release on these tasks' visits (FX+ adds 'cls')
-lock_fraction = 0.5     # locked share of each visit (shared modules frozen)
-ema_momentum = 0.8      # teacher = m * teacher + (1 - m) * student, once per visit
-consistency_weight = 0.5  # loss = task losses + w * MSE(student, teacher features)
 # The paper starts from the Swin-B of Ark-6: convert it with
 # tools/model_converters/ark_to_fxmm.py --backbone-only and load it here (a plain FoundationX
 # checkpoint loads into student and teacher); None = random initialisation.
@@ -33,7 +29,6 @@ load_from = None
 # iterations of one visit per pair: None = one full pass over every pair; a dict such as
 # {'mimic_cxr.cls': 2000} caps very large pairs (the authors cap them per visit)
 iters_per_visit = None
-ema_interval = 'visit'  # 'visit' (the paper), 'iter' or a number of iterations
 warmup_start_factor = 0.01  # warm-up from 1e-6 (backbone 1e-7), as the authors' scheduler
 
 # ========================= Unmodified in most cases ===============================
@@ -51,13 +46,11 @@ model = dict(
     _delete_=True,
     type='TeacherStudent',
     model=student,
-    consistency_weight=consistency_weight,
+    consistency_weight=_base_.consistency_weight,
     consistency_mode='add')
 
 train_dataloader = dict(sampler=dict(iters_per_visit=iters_per_visit))
-train_cfg = dict(type='CyclicTrainLoop', max_visits=max_visits, val_interval=val_interval)
-val_cfg = dict(type='TeacherStudentValLoop')  # evaluates both, logs which is better
-test_cfg = dict(type='TeacherStudentTestLoop')  # tests both, reports both
+train_cfg = dict(max_visits=max_visits, val_interval=val_interval)
 # The schedulers count cycles (one visit to every pair): with a MultiTaskSampler mmengine's
 # "epoch" is one cycle (len(train_dataloader) is its number of iterations), and
 # convert_to_iter_based turns cycles into iterations, whatever the lengths of the visits.
@@ -70,14 +63,6 @@ param_scheduler = [
 ]
 # the batch the learning rates are set for (USER SHOULD NOT CHANGE ITS VALUE)
 auto_scale_lr = dict(enable=False, base_batch_size=24)
-
-custom_hooks = _base_.custom_hooks + [
-    # locks the modules each task's datasets share (FoundationX.shared_modules) of the student
-    dict(type='LockReleaseHook', lock_tasks=lock_tasks, lock_fraction=lock_fraction),
-    dict(type='TeacherEMAHook', momentum=ema_momentum, interval=ema_interval),
-]
 default_hooks = dict(
     logger=dict(interval=50),
-    checkpoint=dict(interval=val_interval, save_best=['student/score', 'teacher/score'],
-                    rule='greater', max_keep_ckpts=3))
-randomness = dict(seed=0)
+    checkpoint=dict(interval=val_interval, max_keep_ckpts=3))

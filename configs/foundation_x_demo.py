@@ -3,7 +3,7 @@
 #   make phantoms   (writes data/phantoms, see configs/_base_/datasets/phantoms.py)
 #   python tools/train.py configs/foundation_x_demo.py
 _base_ = [
-    '_base_/default_runtime.py',
+    '_base_/method/foundation_x.py',  # Lock-Release, EMA teacher, consistency loss
     '_base_/schedules/adamw_cosine.py',
     '_base_/datasets/phantoms.py',
     '_base_/models/foundation_x_tiny.py',
@@ -18,10 +18,8 @@ warmup_iters = 160     # linear warm-up, then cosine to 0 (FX: 20 visits of 3000
 base_lr = 1e-3         # demo: 10x the paper's 1e-4 (tiny model trained from scratch)
 backbone_lr_mult = 0.1 # the paper's: backbone 1e-4, heads 1e-3; a from-scratch Swin at 1e-3
                        # learnt no lesion classes (docs/configs.md)
-lock_tasks = ('loc', 'seg')  # Lock-Release: freeze the shared parts at the start of these visits
-lock_fraction = 0.5    # ... for the first half of each visit
-ema_momentum = 0.8     # teacher = m * teacher + (1 - m) * student, once per visit (FX)
-consistency_weight = 0.5  # student-teacher consistency loss weight (FX)
+# the method as in the paper (_base_/method/foundation_x.py): Lock-Release of the loc and seg
+# visits' first half, EMA teacher (momentum 0.8) once per visit, consistency weight 0.5
 
 # ========================= Possibly modified parameters ===========================
 # the model's sizes: _base_/models/foundation_x_tiny.py (Swin width 48, 30 DINO queries,
@@ -43,16 +41,14 @@ datasets = dict(
 student = dict(_base_.model, datasets=datasets,
                backbone=dict(_base_.model.backbone, with_cp=with_cp))
 model = dict(_delete_=True, type='TeacherStudent', model=student,
-             consistency_weight=consistency_weight)
+             consistency_weight=_base_.consistency_weight)
 
 train_dataloader = dict(sampler=dict(iters_per_visit=iters_per_visit))
 optim_wrapper = dict(
     optimizer=dict(lr=base_lr),
     clip_grad=dict(max_norm=1.0),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=backbone_lr_mult)}))
-train_cfg = dict(type='CyclicTrainLoop', max_visits=max_visits, val_interval=val_interval)
-val_cfg = dict(type='TeacherStudentValLoop')    # evaluates student and teacher
-test_cfg = dict(type='TeacherStudentTestLoop')
+train_cfg = dict(max_visits=max_visits, val_interval=val_interval)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
     # `end` defaults to the loop's max_iters (max_visits converted to iterations)
@@ -60,11 +56,4 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(interval=8),
-    checkpoint=dict(interval=val_interval, save_best=['student/score', 'teacher/score'],
-                    rule='greater', max_keep_ckpts=2))
-custom_hooks = [
-    dict(type='ResultsTableHook'),
-    dict(type='LockReleaseHook', lock_tasks=lock_tasks, lock_fraction=lock_fraction),
-    dict(type='TeacherEMAHook', momentum=ema_momentum, interval='visit'),
-]
-randomness = dict(seed=0)
+    checkpoint=dict(interval=val_interval, max_keep_ckpts=2))
