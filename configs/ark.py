@@ -11,7 +11,7 @@
 #   python tools/test.py configs/ark.py work_dirs/ark/best_teacher_score_*.pth --tta
 # (--tta wraps the model in `tta_model`, TenCropTTA; the test split is resized to 256 for it.)
 _base_ = [
-    '_base_/default_runtime.py',
+    '_base_/method/ark.py',  # the cosine EMA teacher, tested
     '_base_/datasets/ark_data.py',
     '_base_/models/ark_swin-b.py',
 ]
@@ -24,9 +24,8 @@ warmup_epochs = 20      # --warmup-epochs
 base_lr = 0.3           # --lr (SGD)
 val_interval = 27500    # iterations; about 10 epochs (--test_epoch 10) at batch 200 with the
                         # official splits (~2,750 iterations per epoch)
-# teacher = m * teacher + (1 - m) * student after each dataset pass (--momentum_teacher 0.9,
-# raised to 1 by a cosine); the consistency weight c follows it (model base)
-ema_momentum = dict(type='cosine', start=0.9, end=1.0)
+# teacher = m * teacher + (1 - m) * student after each dataset pass, m a cosine 0.9 -> 1
+# (_base_/method/ark.py); the consistency weight c follows it (model base)
 # the authors' initialisation (--init imagenet): Swin-B ImageNet-22k -> 1k,
 # swin_base_patch4_window7_224_22kto1k.pth in mmpretrain's layout; None = random
 backbone_init_cfg = dict(
@@ -59,10 +58,7 @@ optim_wrapper = dict(
 # the batch the learning rate is set for (USER SHOULD NOT CHANGE ITS VALUE)
 auto_scale_lr = dict(enable=False, base_batch_size=200)
 
-train_cfg = dict(type='CyclicTrainLoop', max_visits=max_epochs * num_datasets,
-                 val_interval=val_interval)
-val_cfg = dict(type='TeacherStudentValLoop')  # evaluates both, logs which is better
-test_cfg = dict(type='TestLoop')  # the model's predict_on copy: the teacher
+train_cfg = dict(max_visits=max_epochs * num_datasets, val_interval=val_interval)
 # An Ark epoch is one cycle of the 6 visits, which is mmengine's "epoch" with a
 # MultiTaskSampler (len(train_dataloader) = the iterations of one cycle), so the schedulers
 # count epochs as the authors' timm scheduler and convert them to iterations.
@@ -79,14 +75,6 @@ param_scheduler = [
          begin=warmup_epochs, end=max_epochs),
 ]
 
-# The EMA after every dataset pass (a visit), with m at the fraction of training iterations
-# done; the authors index their cosine by visits (it / (200 * 6)) - the same curve when the
-# datasets are passed in equal time, and within one epoch (1/200 of training) of it otherwise.
-custom_hooks = _base_.custom_hooks + [
-    dict(type='TeacherEMAHook', momentum=ema_momentum, interval='visit'),
-]
 default_hooks = dict(
     logger=dict(interval=50),
-    checkpoint=dict(interval=val_interval, save_best=['student/score', 'teacher/score'],
-                    rule='greater', max_keep_ckpts=3))
-randomness = dict(seed=0)
+    checkpoint=dict(interval=val_interval, max_keep_ckpts=3))

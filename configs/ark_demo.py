@@ -8,7 +8,7 @@
 #   python tools/train.py configs/ark_demo.py --work-dir work_dirs/ark_demo
 #   python tools/test.py configs/ark_demo.py work_dirs/ark_demo/iter_320.pth --tta
 _base_ = [
-    '_base_/default_runtime.py',
+    '_base_/method/ark.py',  # the cosine EMA teacher, tested
     '_base_/datasets/phantoms.py',
     '_base_/models/ark_swin-b.py',
 ]
@@ -18,8 +18,8 @@ max_epochs = 4         # full passes over the 4 datasets, 80 iterations each (Ar
 warmup_epochs = 1      # linear warm-up, then cosine (Ark: 20)
 base_lr = 0.05         # SGD; demo: a tiny Swin trained from scratch (Ark: 0.3, ImageNet init)
 val_interval = 160     # iterations between evaluations of student and teacher
-# teacher = m * teacher + (1 - m) * student after each dataset pass, m a cosine (Ark)
-ema_momentum = dict(type='cosine', start=0.9, end=1.0)
+# teacher = m * teacher + (1 - m) * student after each dataset pass, m a cosine 0.9 -> 1
+# (_base_/method/ark.py)
 
 # ========================= Possibly modified parameters ===========================
 embed_dims = 48        # Swin width (Swin-B: 128), as configs/foundation_x_demo.py
@@ -94,10 +94,7 @@ optim_wrapper = dict(
     type='SafeOptimWrapper',
     constructor='StudentOptimWrapperConstructor',  # the student only (configs/ark.py)
     optimizer=dict(type='SGD', lr=base_lr, momentum=0.9, nesterov=True, weight_decay=0.))
-train_cfg = dict(type='CyclicTrainLoop', max_visits=max_epochs * len(ark_phantoms),
-                 val_interval=val_interval)
-val_cfg = dict(type='TeacherStudentValLoop')
-test_cfg = dict(type='TestLoop')  # the teacher (model.predict_on)
+train_cfg = dict(max_visits=max_epochs * len(ark_phantoms), val_interval=val_interval)
 # epochs = cycles of the 4 visits (see configs/ark.py)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=True, convert_to_iter_based=True,
@@ -105,11 +102,6 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0., by_epoch=True, convert_to_iter_based=True,
          begin=warmup_epochs, end=max_epochs),
 ]
-custom_hooks = _base_.custom_hooks + [
-    dict(type='TeacherEMAHook', momentum=ema_momentum, interval='visit'),
-]
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=val_interval, save_best=['student/score', 'teacher/score'],
-                    rule='greater', max_keep_ckpts=2))
-randomness = dict(seed=0)
+    checkpoint=dict(interval=val_interval, max_keep_ckpts=2))

@@ -3,9 +3,10 @@
 #   make phantoms   (writes data/phantoms, see configs/_base_/datasets/phantoms.py)
 #   python tools/train.py configs/foundation_x_demo.py
 _base_ = [
-    '_base_/default_runtime.py',
+    '_base_/method/foundation_x.py',  # Lock-Release, EMA teacher, consistency loss
     '_base_/schedules/adamw_cosine.py',
     '_base_/datasets/phantoms.py',
+    '_base_/models/foundation_x_tiny.py',
 ]
 
 # ========================= Frequently modified parameters =========================
@@ -17,15 +18,12 @@ warmup_iters = 160     # linear warm-up, then cosine to 0 (FX: 20 visits of 3000
 base_lr = 1e-3         # demo: 10x the paper's 1e-4 (tiny model trained from scratch)
 backbone_lr_mult = 0.1 # the paper's: backbone 1e-4, heads 1e-3; a from-scratch Swin at 1e-3
                        # learnt no lesion classes (docs/configs.md)
-lock_tasks = ('loc', 'seg')  # Lock-Release: freeze the shared parts at the start of these visits
-lock_fraction = 0.5    # ... for the first half of each visit
-ema_momentum = 0.8     # teacher = m * teacher + (1 - m) * student, once per visit (FX)
-consistency_weight = 0.5  # student-teacher consistency loss weight (FX)
+# the method as in the paper (_base_/method/foundation_x.py): Lock-Release of the loc and seg
+# visits' first half, EMA teacher (momentum 0.8) once per visit, consistency weight 0.5
 
 # ========================= Possibly modified parameters ===========================
-embed_dims = 48        # Swin width (Swin-B: 128)
-num_queries = 30       # DINO queries (paper: 900)
-seg_channels = 32      # shared UperNet width (paper: 128)
+# the model's sizes: _base_/models/foundation_x_tiny.py (Swin width 48, 30 DINO queries,
+# UperNet width 32)
 with_cp = False        # gradient checkpointing of Swin stages (saves memory, ~30% slower);
                        # works under DDP too, see docs/reliability.md
 # the class lists of every phantom dataset (data_converters/synthetic.py writes them)
@@ -40,54 +38,17 @@ datasets = dict(
 )
 
 # ========================= Unmodified in most cases ===============================
-stage_channels = [embed_dims * 2**i for i in range(4)]
-student = dict(
-    type='FoundationX',
-    datasets=datasets,
-    data_preprocessor=dict(type='CXRDataPreprocessor', pad_size_divisor=32),
-    backbone=dict(
-        type='mmpretrain.SwinTransformer',
-        arch=dict(embed_dims=embed_dims, depths=[2, 2, 2, 2], num_heads=[2, 4, 8, 16]),
-        img_size={{_base_.img_size}},
-        window_size=4,
-        pad_small_map=True,
-        drop_path_rate=0.1,
-        with_cp=with_cp,
-        out_indices=(0, 1, 2, 3)),
-    cls_head=dict(type='MultiDatasetClsHead', in_channels=stage_channels[-1]),
-    loc_head=dict(
-        type='SharedDINO',
-        in_channels=stage_channels[1:],
-        num_queries=num_queries,
-        encoder=dict(num_layers=2, layer_cfg=dict(
-            self_attn_cfg=dict(dropout=0.0),
-            ffn_cfg=dict(feedforward_channels=512, ffn_drop=0.0))),
-        decoder=dict(num_layers=2, return_intermediate=True, post_norm_cfg=None, layer_cfg=dict(
-            self_attn_cfg=dict(num_heads=8, dropout=0.0),
-            cross_attn_cfg=dict(dropout=0.0),
-            ffn_cfg=dict(feedforward_channels=512, ffn_drop=0.0))),
-        dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
-                    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=10)),
-        test_cfg=dict(max_per_img=num_queries)),
-    seg_neck=dict(type='SharedUperNet', in_channels=stage_channels, channels=seg_channels),
-    # Dice + BCE: the pixel-wise BCE gives small and thin masks (pneumothorax) a gradient
-    # from the first iterations, where Dice alone stays near 1 for a long time
-    seg_head=dict(
-        type='MultiDatasetSegHead',
-        in_channels=seg_channels,
-        loss_decode=[dict(type='MultiLabelDiceLoss'),
-                     dict(type='MaskedBCEWithLogitsLoss', loss_name='loss_bce')]),
-)
-model = dict(type='TeacherStudent', model=student, consistency_weight=consistency_weight)
+student = dict(_base_.model, datasets=datasets,
+               backbone=dict(_base_.model.backbone, with_cp=with_cp))
+model = dict(_delete_=True, type='TeacherStudent', model=student,
+             consistency_weight=_base_.consistency_weight)
 
 train_dataloader = dict(sampler=dict(iters_per_visit=iters_per_visit))
 optim_wrapper = dict(
     optimizer=dict(lr=base_lr),
     clip_grad=dict(max_norm=1.0),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=backbone_lr_mult)}))
-train_cfg = dict(type='CyclicTrainLoop', max_visits=max_visits, val_interval=val_interval)
-val_cfg = dict(type='TeacherStudentValLoop')    # evaluates student and teacher
-test_cfg = dict(type='TeacherStudentTestLoop')
+train_cfg = dict(max_visits=max_visits, val_interval=val_interval)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
     # `end` defaults to the loop's max_iters (max_visits converted to iterations)
@@ -95,11 +56,4 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(interval=8),
-    checkpoint=dict(interval=val_interval, save_best=['student/score', 'teacher/score'],
-                    rule='greater', max_keep_ckpts=2))
-custom_hooks = [
-    dict(type='ResultsTableHook'),
-    dict(type='LockReleaseHook', lock_tasks=lock_tasks, lock_fraction=lock_fraction),
-    dict(type='TeacherEMAHook', momentum=ema_momentum, interval='visit'),
-]
-randomness = dict(seed=0)
+    checkpoint=dict(interval=val_interval, max_keep_ckpts=2))

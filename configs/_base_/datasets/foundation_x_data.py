@@ -6,7 +6,7 @@
 _base_ = [
     './chexpert.py', './chestxray14.py', './vindr_cxr.py', './shenzhen.py', './mimic_cxr.py',
     './tbx11k.py', './node21.py', './candid_ptx.py', './rsna_pneumonia.py', './chestx_det.py',
-    './siim_acr.py',
+    './siim_acr.py', './cxr_pipelines.py',
 ]
 
 # ========================= Frequently modified parameters =========================
@@ -32,37 +32,11 @@ fx_pairs = [
 ]
 
 # ========================= Unmodified in most cases ===============================
-cls_train_pipeline = [
-    dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations'),
-    dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.8, 1.0)),
-    dict(type='CXRRandomRotate', max_angle=7.),
-    dict(type='PackCXRInputs'),
-]
-loc_train_pipeline = [
-    dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations'),
-    dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.8, 1.0),
-         min_box_visibility=0.5),
-    dict(type='PackCXRInputs'),
-]
-seg_train_pipeline = [
-    dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations'),
-    dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.8, 1.0)),
-    dict(type='CXRRandomFlip', prob=0.5),  # swaps left/right classes via the dataset's lr_pairs
-    dict(type='PackCXRInputs'),
-]
-test_pipeline = [
-    dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations', with_seg=False),
-    dict(type='CXRResize', scale=(img_size, img_size)),
-    # masks loaded after the resize stay at the original size: the Dice is computed there
-    dict(type='LoadCXRAnnotations', with_cls=False, with_bbox=False),
-    dict(type='PackCXRInputs'),
-]
-train_pipelines = dict(cls=cls_train_pipeline, loc=loc_train_pipeline, seg=seg_train_pipeline)
+# the pipelines of _base_/datasets/cxr_pipelines.py at img_size
+train_pipelines = _base_.cxr_pipelines[img_size].train
+test_pipeline = _base_.cxr_pipelines[img_size].test
 test_pipelines = dict(cls=test_pipeline, loc=test_pipeline, seg=test_pipeline)
+cxr_pipelines = None  # read above; left out of the saved config
 
 # the class lists of every dataset, for the model's per-dataset heads
 fx_datasets = {
