@@ -1,15 +1,19 @@
 """End to end: tools/train.py then tools/test.py on the demo config and tiny phantoms.
 
 This is the README's demo at toy size: a full cycle over the 8 (dataset, task) pairs, an
-evaluation, a checkpoint, then the test split's results table.
+evaluation, a checkpoint, then the test split's results table. The phantoms are written and
+the dataset browsed in-process (their tools' ``main``), train and test run as commands.
 """
 import json
 import os.path as osp
+import sys
 
 import mmengine
 import pytest
 
+from data_converters.synthetic import main as write_phantoms
 from fxmm.testing.cli import run_python
+from model_converter_tools import load_module
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
@@ -30,8 +34,8 @@ TINY = [
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     cwd = tmp_path_factory.mktemp('demo')
-    run_python(['-m', 'data_converters.synthetic', '--out', str(cwd / 'data' / 'phantoms'),
-          '--num-train', '8', '--num-val', '4', '--num-test', '4', '--size', '64'], ROOT)
+    write_phantoms(['--out', str(cwd / 'data' / 'phantoms'), '--num-train', '8', '--num-val',
+                    '4', '--num-test', '4', '--size', '64'])
     log = run_python([osp.join(ROOT, 'tools', 'train.py'), CONFIG, '--work-dir', 'work',
                 '--cfg-options', *TINY], cwd)
     return cwd, log
@@ -65,10 +69,14 @@ def test_test_writes_the_results_table(trained):
     assert [s['img_path'] for s in student] == [s['img_path'] for s in teacher]
 
 
-def test_browse_dataset_saves_drawn_samples(trained):
+def test_browse_dataset_saves_drawn_samples(trained, monkeypatch, capsys):
     cwd, _ = trained
-    log = run_python([osp.join(ROOT, 'tools', 'misc', 'browse_dataset.py'), CONFIG,
-                '--output-dir', 'browse', '--num', '1'], cwd)
+    browse = load_module(osp.join(ROOT, 'tools', 'misc', 'browse_dataset.py'))
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, 'argv', ['browse_dataset.py', CONFIG, '--output-dir', 'browse',
+                                      '--num', '1'])
+    browse.main()
+    log = capsys.readouterr().out
     saved = sorted(p.parent.name for p in (cwd / 'browse').glob('*/000.png'))
     assert saved == sorted(['phantom_cls.cls', 'phantom_loc.cls', 'phantom_loc.loc',
                             'phantom_seg.cls', 'phantom_seg.seg', 'phantom_ptx.cls',
