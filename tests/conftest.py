@@ -14,7 +14,7 @@ import torch
 from mmengine.registry import DefaultScope
 
 from fxmm.utils import register_all_modules
-from model_converter_tools import load_converter
+from tool_scripts import load_converter
 
 register_all_modules(init_default_scope=False)
 

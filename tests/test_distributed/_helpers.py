@@ -6,7 +6,6 @@ The subprocesses import this module through the config's ``custom_imports`` (the
 on their ``PYTHONPATH``), which registers :class:`RankRecordHook` and :class:`HangOnSaveHook`.
 """
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -15,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-from types import ModuleType
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -308,15 +306,6 @@ def log_shows(work_dir: str, text: str) -> bool:
             if text in f.read():
                 return True
     return False
-
-
-def load_tool(path: str) -> ModuleType:
-    """Import a ``tools/*.py`` script as a module (to call its functions)."""
-    spec = importlib.util.spec_from_file_location(
-        'fxmm_tool_' + osp.splitext(osp.basename(path))[0], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def load_state(path: str) -> Dict[str, torch.Tensor]:

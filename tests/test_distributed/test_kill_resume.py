@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from _helpers import (TRAIN, load_tool, log_shows, make_phantoms, run, run_and_kill,
-                      tiny_config)
+from _helpers import TRAIN, log_shows, make_phantoms, run, run_and_kill, tiny_config
+from tool_scripts import load_tool
 
 NUM_ITERS = 24  # 6 visits of 4 iterations: cls [0-3], loc [4-7], seg [8-11], cls, loc, seg
 # checkpoints at 6 (in a locked phase), 12, 18 (locked), 24; mmengine formats the config with
@@ -43,7 +43,7 @@ def _config(path, data, extra_hooks=()):
 @pytest.fixture(scope='module')
 def train_tool():
     """tools/train.py as a module."""
-    return load_tool(TRAIN)
+    return load_tool('train')
 
 
 def _pointer_target(work_dir):

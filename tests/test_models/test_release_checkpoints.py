@@ -7,7 +7,7 @@ converted by the command-line converters into ``configs/foundation_x_release.py`
 forward of the authors' models on the source state dicts (tests/release_reference.py, float64)
 on a 224 px image: every classification and segmentation head of both Foundation X copies, the
 loc path's backbone maps, and the 6 Ark-6 heads, max |diff| <= 1e-4 (``TOL``). The DINO heads
-are compared by tests/test_models/test_release_dino*.py.
+are compared by tests/test_models/test_detectors/test_release_dino*.py.
 
 ``tools/infer.py`` (every head, one image) and ``tools/test.py`` (both copies, one pair per
 task on phantom images) run on a converted release at toy size: the release config's modules
@@ -30,7 +30,7 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 import release_reference as ref
-from model_converter_tools import load_converter
+from tool_scripts import load_converter
 from fxmm.apis import build_in_scope, foundation_x_cfg
 from fxmm.testing.cli import run_python
 from fxmm.utils.state_dict_mapping import (KeyMapper, load_checkpoint_file, save_converted,

@@ -17,6 +17,7 @@ import fxmm.engine.optim_wrappers as optim_wrappers
 from fxmm.models.backbones import NonReentrantSwinBlock, use_non_reentrant_checkpoint
 from fxmm.registry import MODELS, OPTIM_WRAPPERS
 from fxmm.testing import demo_cxr_inputs, get_tiny_model_cfg
+from tool_scripts import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason='tests the CPU fallback')
@@ -96,7 +97,7 @@ def test_cpu_amp_checkpoint_resumes_with_loss_scaling():
     ('SafeOptimWrapper', 'SafeAmpOptimWrapper'),
     ('SafeAmpOptimWrapper', 'SafeAmpOptimWrapper'),  # already AMP: unchanged
 ])
-def test_train_tool_amp_flag(load_tool, monkeypatch, config_type, amp_type):
+def test_train_tool_amp_flag(monkeypatch, config_type, amp_type):
     train = load_tool('train')
     monkeypatch.setattr(sys, 'argv', [
         'train.py', osp.join(ROOT, 'configs/foundation_x_demo.py'), '--amp',
@@ -105,7 +106,7 @@ def test_train_tool_amp_flag(load_tool, monkeypatch, config_type, amp_type):
     assert cfg.optim_wrapper.type == amp_type
 
 
-def test_train_tool_amp_flag_rejects_other_wrappers(load_tool, monkeypatch):
+def test_train_tool_amp_flag_rejects_other_wrappers(monkeypatch):
     train = load_tool('train')
     monkeypatch.setattr(sys, 'argv', [
         'train.py', osp.join(ROOT, 'configs/foundation_x_demo.py'), '--amp',
@@ -220,7 +221,7 @@ def test_with_cp_keeps_mmpretrain_state_dict_keys():
     assert use_non_reentrant_checkpoint(model) == 0  # already converted
 
 
-def test_train_tool_resume_without_checkpoint_keeps_load_from(load_tool, monkeypatch,
+def test_train_tool_resume_without_checkpoint_keeps_load_from(monkeypatch,
                                                               tmp_path):
     """`--resume` in a fresh work dir (a requeue script's first run) starts from the
     config's load_from, not from random weights; with a checkpoint there it resumes."""

@@ -1,6 +1,6 @@
 """Bad configs: a mistyped top-level key, an argument a module does not take (at the top,
 built by the Runner, and nested, built by fxmm's registries), each named with its close
-match. A missing or mis-scoped ``type`` is covered by tests/test_utils/test_registry_hint.py.
+match. A missing or mis-scoped ``type`` is covered by tests/test_registry/test_registry_hint.py.
 """
 import os.path as osp
 import sys
@@ -11,6 +11,7 @@ from mmengine.config import Config
 
 from fxmm.engine.config_checks import check_config
 from fxmm.registry import DATA_SAMPLERS, DATASETS
+from tool_scripts import load_tool
 
 DEMO = 'configs/foundation_x_demo.py'
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -88,7 +89,7 @@ def test_other_type_errors_are_left_alone():
     assert 'hint' not in str(err.value)
 
 
-def test_train_tool_stops_before_building_the_runner(load_tool, monkeypatch, tmp_path):
+def test_train_tool_stops_before_building_the_runner(monkeypatch, tmp_path):
     train = load_tool('train')
     monkeypatch.setattr(sys, 'argv', [
         'train.py', osp.join(ROOT, DEMO), '--work-dir', str(tmp_path),
@@ -99,7 +100,7 @@ def test_train_tool_stops_before_building_the_runner(load_tool, monkeypatch, tmp
     assert not any(tmp_path.iterdir())  # nothing was built or written
 
 
-def test_test_tool_stops_before_building_the_runner(load_tool, monkeypatch, tmp_path):
+def test_test_tool_stops_before_building_the_runner(monkeypatch, tmp_path):
     test_tool = load_tool('test')
     checkpoint = tmp_path / 'model.pth'
     torch.save(dict(state_dict={}), checkpoint)

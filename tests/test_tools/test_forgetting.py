@@ -1,15 +1,12 @@
 """Tests of tools/analysis_tools/forgetting.py on hand-written probe records: gains, drops per
 foreign visit, drift means, the mean +- std over seeds, the report files."""
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 
-_PATH = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools', 'forgetting.py')
-_spec = importlib.util.spec_from_file_location('forgetting', _PATH)
-fg = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fg)
+from tool_scripts import load_tool
+
+fg = load_tool('analysis_tools/forgetting')
 
 PAIRS = ('x.cls', 'x.seg', 'y.loc')  # N = 3: two foreign visits between own visits
 

@@ -7,7 +7,6 @@ that its own logic is checked in seconds; the recorded commands are then parsed 
 tools/benchmark.py, and the new subcommands run in-process at 64 px, batch 2. The other
 parts' subcommands (``step``, ``all``) run in test_benchmark.py.
 """
-import importlib.util
 import json
 import math
 import os
@@ -25,15 +24,14 @@ from tools.benchmarks.cp_check import cp_check
 from tools.benchmarks.report import write_report
 from tools.benchmarks.trace import step_trace
 
+from tool_scripts import load_tool
+
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 SCRIPT = osp.join(ROOT, 'tools', 'gpu', 'run_gpu_benchmarks.sh')
 CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
 PARTS = ['limit', 'cp-check', 'step-bf16', 'step-fp32', 'step-cp', 'all-demo']
 
-_spec = importlib.util.spec_from_file_location('benchmark_cli',
-                                               osp.join(ROOT, 'tools', 'benchmark.py'))
-cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cli)
+cli = load_tool('benchmark')
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

@@ -19,7 +19,7 @@ from mmengine.config import Config
 from mmseg.structures import SegDataSample
 
 import release_reference as authors
-from model_converter_tools import load_converter
+from tool_scripts import load_converter
 
 from fxmm.apis import build_in_scope, fxmm_state_dict, load_fxmm_model
 from fxmm.models.teacher_student import join_copies

@@ -1,6 +1,5 @@
 """Tests of tools/analysis_tools/plot_curves.py on a synthetic mmengine scalar log: key
 parsing and grouping, stale-loss dropping, the figure's layout, the CLI and its errors."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -8,10 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-_PATH = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools', 'plot_curves.py')
-_spec = importlib.util.spec_from_file_location('plot_curves', _PATH)
-pc = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pc)
+from tool_scripts import load_tool
+
+pc = load_tool('analysis_tools/plot_curves')
 
 TIMESTAMP = '20250101_000000'
 # visits of 20 iterations: cls, loc, seg, cls, ... ; logged every 10 iterations

@@ -1,14 +1,11 @@
 """Mean +- std over seeds of per-dataset results tables (tools/analysis_tools/seed_summary.py)."""
-import importlib.util
 import math
-import os.path as osp
 
 import pytest
 
-_PATH = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools', 'seed_summary.py')
-_spec = importlib.util.spec_from_file_location('seed_summary', _PATH)
-_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_module)
+from tool_scripts import load_tool
+
+_module = load_tool('analysis_tools/seed_summary')
 aggregate_over_seeds, nan_to_none, stats_cell = (
     _module.aggregate_over_seeds, _module.nan_to_none, _module.stats_cell)
 

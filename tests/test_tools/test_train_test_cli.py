@@ -13,7 +13,7 @@ import pytest
 
 from data_converters.synthetic import main as write_phantoms
 from fxmm.testing.cli import run_python
-from model_converter_tools import load_module
+from tool_scripts import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
@@ -71,7 +71,7 @@ def test_test_writes_the_results_table(trained):
 
 def test_browse_dataset_saves_drawn_samples(trained, monkeypatch, capsys):
     cwd, _ = trained
-    browse = load_module(osp.join(ROOT, 'tools', 'misc', 'browse_dataset.py'))
+    browse = load_tool('misc/browse_dataset')
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, 'argv', ['browse_dataset.py', CONFIG, '--output-dir', 'browse',
                                       '--num', '1'])

@@ -16,7 +16,7 @@ from data_converters.synthetic import generate_phantom_datasets
 from fxmm.engine.hooks.forgetting_probe_hook import ForgettingProbeHook, default_drift_groups
 from fxmm.utils import register_all_modules
 
-DEMO = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'foundation_x_demo.py')
+DEMO = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs', 'foundation_x_demo.py')
 PAIRS = ('phantom_cls.cls', 'phantom_seg.seg')
 NUM_PROBE = 4
 SIZE = 64

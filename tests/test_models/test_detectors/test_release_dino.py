@@ -15,7 +15,7 @@ import torch
 from test_shared_dino import random_feats, samples, tiny_cfg
 
 import release_reference_dino as ref_dino
-from model_converter_tools import load_converter
+from tool_scripts import load_converter
 from fxmm.apis import build_in_scope
 from fxmm.models.detectors.shared_dino import SharedDINO
 from fxmm.registry import MODELS
