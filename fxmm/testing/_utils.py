@@ -1,9 +1,10 @@
-"""Fake packed batches and a tiny FoundationX config for unit tests."""
+"""Fake packed batches and the demo's FoundationX config at unit-test size."""
+import os.path as osp
 from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
-from mmengine.config import ConfigDict
+from mmengine.config import Config, ConfigDict
 from mmengine.structures import InstanceData, LabelData, PixelData
 
 from fxmm.structures.cxr_data_sample import CXRDataSample, check_task
@@ -78,52 +79,48 @@ def demo_cxr_inputs(batch_size: int = 2,
     return dict(inputs=inputs, data_samples=data_samples)
 
 
-def get_tiny_model_cfg() -> ConfigDict:
-    """A FoundationX config small enough for CPU unit tests (64 px images, batch 2).
+def get_tiny_model_cfg(with_loc: bool = False) -> ConfigDict:
+    """The demo's model (``configs/_base_/models/foundation_x_tiny.py``, read from the
+    package's ``.mim/configs``) at unit-test size: 64 px images, batch 2 on a CPU.
 
-    Swin with ``embed_dims=32``, depths (2, 2, 2, 2) (so shifted windows run), window 4
-    with small-map padding (stage 4 is 2x2 at 64 px); UperNet with 16 channels. Datasets:
-    ``nih`` (cls, 3 classes), ``siim`` (cls 1, seg 1), ``jsrt`` (seg 3). No loc head: the
-    tests of the loc path add one.
+    The demo's modules and losses with smaller widths: Swin ``embed_dims=32``, depths
+    (2, 2, 2, 2) (so shifted windows run), window 4 with small-map padding (stage 4 is 2x2
+    at 64 px); UperNet with 16 channels; with ``with_loc`` a SharedDINO on stages 2-4 (64,
+    128, 256 channels) with a one-layer encoder, a two-layer decoder, 4 sampling points, 30
+    queries and 10 boxes per image. Datasets: ``nih`` (cls, 3 classes), ``siim`` (cls 1,
+    seg 1; with ``with_loc`` also loc 1) and ``jsrt`` (seg 3); with ``with_loc`` also ``tbx``
+    (loc 2), so that the loc path has two datasets.
+
+    Args:
+        with_loc (bool): Give the model its loc path. Defaults to False (cls and seg only).
 
     Returns:
         ConfigDict: A fresh ``FoundationX`` config.
     """
-    in_channels = [32, 64, 128, 256]
-    return ConfigDict(
-        type='FoundationX',
-        datasets=dict(
-            nih=dict(cls_classes=['Atelectasis', 'Cardiomegaly', 'Effusion']),
-            siim=dict(cls_classes=['Pneumothorax'], seg_classes=['Pneumothorax']),
-            jsrt=dict(seg_classes=['heart', 'left lung', 'right lung'])),
-        backbone=dict(
-            type='mmpretrain.SwinTransformer',
-            arch=dict(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8]),
-            img_size=64,
-            window_size=4,
-            pad_small_map=True,
-            drop_path_rate=0.,
-            out_indices=(0, 1, 2, 3)),
-        cls_head=dict(type='MultiDatasetClsHead', in_channels=in_channels[-1]),
-        seg_neck=dict(type='SharedUperNet', in_channels=in_channels, channels=16),
-        seg_head=dict(type='MultiDatasetSegHead', in_channels=16),
-        data_preprocessor=dict(type='CXRDataPreprocessor'))
-
-
-def get_tiny_loc_head_cfg() -> ConfigDict:
-    """A one-layer ``SharedDINO`` config for :func:`get_tiny_model_cfg`'s backbone (stages
-    2-4: 64, 128, 256 channels): 30 queries, 4 sampling points, 10 boxes per image.
-
-    Returns:
-        ConfigDict: A fresh ``loc_head`` config (the datasets need ``det_classes``).
-    """
-    return ConfigDict(
-        type='SharedDINO', in_channels=(64, 128, 256), num_queries=30,
-        encoder=dict(num_layers=1, layer_cfg=dict(self_attn_cfg=dict(num_points=4),
-                                                  ffn_cfg=dict(feedforward_channels=256))),
-        decoder=dict(num_layers=1, layer_cfg=dict(
-            self_attn_cfg=dict(num_heads=8), cross_attn_cfg=dict(num_points=4),
-            ffn_cfg=dict(feedforward_channels=256))),
-        dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
-                    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=10)),
-        test_cfg=dict(max_per_img=10))
+    cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim',
+                                   'configs', '_base_', 'models', 'foundation_x_tiny.py')).model
+    channels = [32, 64, 128, 256]
+    cfg.datasets = dict(
+        nih=dict(cls_classes=['Atelectasis', 'Cardiomegaly', 'Effusion']),
+        siim=dict(cls_classes=['Pneumothorax'], seg_classes=['Pneumothorax']),
+        jsrt=dict(seg_classes=['heart', 'left lung', 'right lung']))
+    cfg.backbone.update(arch=dict(embed_dims=channels[0], depths=[2, 2, 2, 2],
+                                  num_heads=[1, 2, 4, 8]),
+                        img_size=64, drop_path_rate=0.)
+    cfg.cls_head.in_channels = channels[-1]
+    cfg.seg_neck.update(in_channels=channels, channels=16)
+    cfg.seg_head.in_channels = 16
+    if not with_loc:
+        del cfg.loc_head
+        return cfg
+    cfg.datasets.siim.det_classes = ['Pneumothorax']
+    cfg.datasets.tbx = dict(det_classes=['ActiveTuberculosis', 'ObsoleteTuberculosis'])
+    loc = cfg.loc_head
+    loc.in_channels = channels[1:]
+    loc.encoder.num_layers = 1
+    for layer in (loc.encoder.layer_cfg, loc.decoder.layer_cfg):
+        layer.ffn_cfg.feedforward_channels = 256
+    loc.encoder.layer_cfg.self_attn_cfg.num_points = 4
+    loc.decoder.layer_cfg.cross_attn_cfg.num_points = 4
+    loc.test_cfg.max_per_img = 10
+    return cfg

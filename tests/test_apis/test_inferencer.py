@@ -53,23 +53,8 @@ def one_thread():
 def tiny_config() -> Config:
     """fxmm's tiny FoundationX plus a tiny SharedDINO (siim: 1 box class, tbx: 2), so that
     every task is present, and a 64 px test pipeline."""
-    model = get_tiny_model_cfg()
-    model.datasets.siim.det_classes = ['Pneumothorax']
-    model.datasets.tbx = dict(det_classes=['ActiveTuberculosis', 'ObsoleteTuberculosis'])
-    model.loc_head = dict(
-        type='SharedDINO',
-        in_channels=(64, 128, 256),
-        num_queries=30,
-        encoder=dict(num_layers=1, layer_cfg=dict(
-            self_attn_cfg=dict(num_points=4, dropout=0.0),
-            ffn_cfg=dict(feedforward_channels=256, ffn_drop=0.0))),
-        decoder=dict(num_layers=2, layer_cfg=dict(
-            self_attn_cfg=dict(num_heads=8, dropout=0.0),
-            cross_attn_cfg=dict(num_points=4, dropout=0.0),
-            ffn_cfg=dict(feedforward_channels=256, ffn_drop=0.0))),
-        dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
-                    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=10)),
-        test_cfg=dict(max_per_img=NUM_QUERIES))
+    model = get_tiny_model_cfg(with_loc=True)
+    model.loc_head.test_cfg.max_per_img = NUM_QUERIES
     return Config(dict(
         model=model,
         test_pipeline=[dict(type='LoadCXRImage'), dict(type='LoadCXRAnnotations'),

@@ -16,7 +16,7 @@ import fxmm.models.necks.shared_upernet  # noqa: F401
 from fxmm.models.losses import MaskedBCEWithLogitsLoss
 from fxmm.registry import MODELS
 from fxmm.structures.cxr_data_sample import CXRDataSample
-from fxmm.testing._utils import demo_cxr_inputs, get_tiny_loc_head_cfg, get_tiny_model_cfg
+from fxmm.testing._utils import demo_cxr_inputs, get_tiny_model_cfg
 
 SIZE, ORI_SIZE = 64, (100, 90)
 NUM_CLASSES = dict(nih=dict(num_cls=3), siim=dict(num_cls=1, num_det=1, num_seg=1),
@@ -163,11 +163,7 @@ def test_a_task_without_datasets_gets_no_modules_and_tasks_picks_the_heads():
 
 
 def test_shared_modules_name_the_parts_every_dataset_of_a_task_uses():
-    cfg = get_tiny_model_cfg()
-    cfg.datasets.siim.det_classes = ['Pneumothorax']
-    cfg.datasets.tbx = dict(det_classes=['a', 'b'])
-    cfg.loc_head = get_tiny_loc_head_cfg()
-    model = MODELS.build(cfg)
+    model = MODELS.build(get_tiny_model_cfg(with_loc=True))
     assert model.shared_modules('cls') == ('backbone', )
     assert model.shared_modules('loc') == ('backbone', 'loc_head.neck', 'loc_head.level_embed',
                                            'loc_head.encoder')
@@ -215,8 +211,9 @@ def test_cls_batch_trains_only_the_backbone_and_its_dataset_head():
 def test_seg_batch_trains_the_backbone_shared_upernet_and_its_dataset_head():
     model = build().train()
     losses = model(**batch(model, 'seg', 'jsrt'), mode='loss')
-    assert set(losses) == {'jsrt.seg.loss_dice'}
+    assert set(losses) == {'jsrt.seg.loss_dice', 'jsrt.seg.loss_bce'}  # the demo's losses
     assert 0 < losses['jsrt.seg.loss_dice'] < 1
+    assert losses['jsrt.seg.loss_bce'] > 0
     sum(losses.values()).backward()
     assert_nonzero(grads_of(model.backbone), 'backbone')
     assert_nonzero(grads_of(model.seg_neck), 'seg neck')
@@ -307,30 +304,8 @@ def test_batches_the_model_cannot_route_raise_clear_errors():
         model(torch.zeros(1, 3, SIZE, SIZE), mode='train')
 
 
-def loc_model_cfg():
-    """The tiny config plus a tiny SharedDINO for siim (1 box class) and tbx (2)."""
-    cfg = get_tiny_model_cfg()
-    cfg.datasets.siim.det_classes = ['Pneumothorax']
-    cfg.datasets.tbx = dict(det_classes=['ActiveTuberculosis', 'ObsoletePulmonaryTuberculosis'])
-    cfg.loc_head = dict(
-        type='SharedDINO',
-        in_channels=(64, 128, 256),
-        num_queries=30,
-        encoder=dict(num_layers=1, layer_cfg=dict(
-            self_attn_cfg=dict(num_points=4, dropout=0.0),
-            ffn_cfg=dict(feedforward_channels=256, ffn_drop=0.0))),
-        decoder=dict(num_layers=2, layer_cfg=dict(
-            self_attn_cfg=dict(num_heads=8, dropout=0.0),
-            cross_attn_cfg=dict(num_points=4, dropout=0.0),
-            ffn_cfg=dict(feedforward_channels=256, ffn_drop=0.0))),
-        dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
-                    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=10)),
-        test_cfg=dict(max_per_img=10))
-    return cfg
-
-
 def test_loc_batches_route_to_the_shared_dino_branch_of_their_dataset():
-    model = build(loc_model_cfg()).train()
+    model = build(get_tiny_model_cfg(with_loc=True)).train()
     assert model.loc_head.dataset_names == ['siim', 'tbx']
     with torch.random.fork_rng():  # DINO's de-noising queries draw from the global RNG
         torch.manual_seed(0)

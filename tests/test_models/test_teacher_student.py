@@ -31,28 +31,13 @@ def fxmm_default_scope():
 
 
 def tiny_cfg(projector_dims=None, with_loc=True, siim_loc=False):
-    """The tiny FoundationX plus (``with_loc``) a tiny SharedDINO for ``tbx`` (and, with
-    ``siim_loc``, first for ``siim``: tbx becomes the second loc dataset); optional Ark
+    """fxmm.testing's tiny FoundationX, with (``with_loc``) its SharedDINO for ``tbx`` (and,
+    with ``siim_loc``, first for ``siim``: tbx becomes the second loc dataset); optional Ark
     projector."""
-    cfg = get_tiny_model_cfg()
+    cfg = get_tiny_model_cfg(with_loc=with_loc)
     cfg.cls_head.projector_dims = projector_dims
-    if not with_loc:
-        return cfg
-    if siim_loc:
-        cfg.datasets.siim.det_classes = ['Pneumothorax']
-    cfg.datasets.tbx = dict(det_classes=['ActiveTuberculosis', 'ObsoleteTuberculosis'])
-    cfg.loc_head = dict(
-        type='SharedDINO', in_channels=(64, 128, 256), num_queries=20,
-        encoder=dict(num_layers=1, layer_cfg=dict(
-            self_attn_cfg=dict(num_points=2, dropout=0.0),
-            ffn_cfg=dict(feedforward_channels=64, ffn_drop=0.0))),
-        decoder=dict(num_layers=2, layer_cfg=dict(
-            self_attn_cfg=dict(num_heads=8, dropout=0.0),
-            cross_attn_cfg=dict(num_points=2, dropout=0.0),
-            ffn_cfg=dict(feedforward_channels=64, ffn_drop=0.0))),
-        dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
-                    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=6)),
-        test_cfg=dict(max_per_img=10))
+    if with_loc and not siim_loc:
+        del cfg.datasets.siim.det_classes
     return cfg
 
 
@@ -190,7 +175,7 @@ def test_loc_consistency_compares_the_same_anchors(model_and_perturbed):
         torch.manual_seed(0)
         _, states, anchors = model._student_pass(data['inputs'], data['data_samples'], 'tbx',
                                                  'loc')
-    assert states.shape == (2, 2, 20, 256) and anchors.shape == (2, 20, 4)
+    assert states.shape == (2, 2, 30, 256) and anchors.shape == (2, 30, 4)  # 30 queries
     assert not anchors.requires_grad and 0 <= anchors.min() and anchors.max() <= 1
     with torch.no_grad():
         head = model.teacher.loc_head

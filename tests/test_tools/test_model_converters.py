@@ -24,6 +24,7 @@ from tool_scripts import load_converter
 from fxmm.apis import build_in_scope, fxmm_state_dict, load_fxmm_model
 from fxmm.models.teacher_student import join_copies
 from fxmm.structures.cxr_data_sample import CXRDataSample
+from fxmm.testing import get_tiny_model_cfg
 from fxmm.utils.state_dict_mapping import idea_dino
 from fxmm.utils.state_dict_mapping import (ConversionError, KeyMapper, KeyRule,
                                            load_checkpoint_file, merge_norm_timm_to_unfold,
@@ -349,16 +350,7 @@ def fx_model_cfg():
                       siim=dict(seg_classes=['pneumothorax'])),
         backbone=dict(SWIN_CFG, pad_small_map=True),
         cls_head=dict(type='MultiDatasetClsHead', in_channels=128),
-        loc_head=dict(
-            type='SharedDINO', in_channels=CHANNELS[1:], num_queries=20,
-            encoder=dict(num_layers=1, layer_cfg=dict(self_attn_cfg=dict(num_points=2),
-                                                      ffn_cfg=dict(feedforward_channels=64))),
-            decoder=dict(num_layers=2, layer_cfg=dict(
-                self_attn_cfg=dict(num_heads=8), cross_attn_cfg=dict(num_points=2),
-                ffn_cfg=dict(feedforward_channels=64))),
-            dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
-                        group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=5)),
-            test_cfg=dict(max_per_img=10)),
+        loc_head=dict(get_tiny_model_cfg(with_loc=True).loc_head, in_channels=CHANNELS[1:]),
         seg_neck=dict(type='SharedUperNet', in_channels=CHANNELS, channels=16),
         seg_head=dict(type='MultiDatasetSegHead', in_channels=16))
 

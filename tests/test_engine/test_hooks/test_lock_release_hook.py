@@ -366,12 +366,9 @@ def test_without_lock_modules_the_hook_locks_what_foundation_x_shares():
     import fxmm.models.heads.multi_cls_head  # noqa: F401
     import fxmm.models.heads.multi_seg_head  # noqa: F401
     import fxmm.models.necks.shared_upernet  # noqa: F401
-    from fxmm.testing._utils import get_tiny_loc_head_cfg, get_tiny_model_cfg
-    cfg = get_tiny_model_cfg()
-    cfg.datasets.siim.det_classes = ['Pneumothorax']
-    cfg.loc_head = get_tiny_loc_head_cfg()
+    from fxmm.testing._utils import get_tiny_model_cfg
     with DefaultScope.overwrite_default_scope('fxmm'):
-        model = MODELS.build(cfg)
+        model = MODELS.build(get_tiny_model_cfg(with_loc=True))
     runner = mock_runner(model, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1)))
     hook = LockReleaseHook(lock_tasks=('cls', 'loc', 'seg'))
     hook.before_train(runner)
@@ -386,10 +383,8 @@ def test_without_lock_modules_the_hook_locks_what_foundation_x_shares():
     assert ids['seg'] == backbone | {id(p) for p in model.seg_neck.parameters()}
 
     # a lock task the model has no path for, a model that does not name its shared modules
-    cfg.loc_head = None
-    cfg.datasets.siim.det_classes = []
     with DefaultScope.overwrite_default_scope('fxmm'):
-        no_loc = MODELS.build(cfg)
+        no_loc = MODELS.build(get_tiny_model_cfg())
     runner = mock_runner(no_loc, OptimWrapper(torch.optim.SGD(no_loc.parameters(), lr=0.1)))
     with pytest.raises(ValueError, match=r"lock task 'loc': FoundationX has no loc path: no "
                                          r"dataset has det_classes; leave it out of lock_tasks"):

@@ -11,6 +11,7 @@ from mmengine.structures import InstanceData
 from fxmm.models.detectors.shared_dino import SharedDINO
 from fxmm.registry import MODELS
 from fxmm.structures.cxr_data_sample import CXRDataSample
+from fxmm.testing import get_tiny_model_cfg
 
 DATASETS = dict(node21=1, chestxdet=3)
 STAGE_CHANNELS = (32, 64, 128, 256)  # a Swin with embed_dims=32; strides 4, 8, 16, 32
@@ -21,26 +22,9 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tiny_cfg(**overrides) -> dict:
-    """A SharedDINO config small enough for CPU unit tests (embed_dims stays 256)."""
-    cfg = dict(
-        type='SharedDINO',
-        dataset_classes=DATASETS,
-        in_channels=STAGE_CHANNELS[1:],
-        num_queries=30,
-        encoder=dict(
-            num_layers=1,
-            layer_cfg=dict(
-                self_attn_cfg=dict(num_points=4, dropout=0.0),
-                ffn_cfg=dict(feedforward_channels=256, ffn_drop=0.0))),
-        decoder=dict(
-            num_layers=2,
-            layer_cfg=dict(
-                self_attn_cfg=dict(num_heads=8, dropout=0.0),
-                cross_attn_cfg=dict(num_points=4, dropout=0.0),
-                ffn_cfg=dict(feedforward_channels=256, ffn_drop=0.0))),
-        dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=1.0,
-                    group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=10)),
-        test_cfg=dict(max_per_img=10))
+    """fxmm.testing's tiny SharedDINO (the demo's at unit-test size: width 256, 1 + 2 layers,
+    4 points, 30 queries) for ``DATASETS``."""
+    cfg = dict(get_tiny_model_cfg(with_loc=True).loc_head, dataset_classes=DATASETS)
     cfg.update(overrides)
     return cfg
 
