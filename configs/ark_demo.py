@@ -11,6 +11,7 @@ _base_ = [
     '_base_/method/ark.py',  # the cosine EMA teacher, tested
     '_base_/datasets/phantoms.py',
     '_base_/models/ark_swin-b.py',
+    '_base_/datasets/ark_pipelines.py',
 ]
 
 # ========================= Frequently modified parameters =========================
@@ -24,7 +25,6 @@ val_interval = 160     # iterations between evaluations of student and teacher
 # ========================= Possibly modified parameters ===========================
 embed_dims = 48        # Swin width (Swin-B: 128), as configs/foundation_x_demo.py
 projector_dims = 516   # Ark's projector widens 1024 -> 1376; the same ratio on 384
-test_size = 146        # val / test resize: the crop is 7/8 of it, as Ark's 224 of 256
 iters_per_visit = None  # one full pass per visit (Ark)
 train_images = 160     # a seeded subset of each phantom train split (800 images): one pass is
                        # 20 iterations, so the run keeps its 320
@@ -51,26 +51,10 @@ model = dict(
         cls_head=dict(in_channels=embed_dims * 8, projector_dims=projector_dims)))
 tta_model = dict(crop_size=img_size)
 
-train_pipeline = [
-    dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
-    dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.08, 1.0)),
-    dict(type='CXRRandomRotate', max_angle=10., prob=0.5),
-    dict(type='PackCXRInputs'),
-]
-val_pipeline = [
-    dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
-    dict(type='CXRResize', scale=(test_size, test_size)),
-    dict(type='mmcv.CenterCrop', crop_size=img_size),
-    dict(type='PackCXRInputs'),
-]
-test_pipeline = [  # TenCropTTA (--tta) takes the crops
-    dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
-    dict(type='CXRResize', scale=(test_size, test_size)),
-    dict(type='PackCXRInputs'),
-]
+train_pipeline = _base_.ark_pipelines[img_size]['train']
+val_pipeline = _base_.ark_pipelines[img_size]['val']  # resize to 146, the centre 128
+test_pipeline = _base_.ark_pipelines[img_size]['test']  # TenCropTTA (--tta) takes the crops
+ark_pipelines = None  # read above; left out of the saved config
 
 
 def _pairs(split, pipeline):  # noqa: E302  (evaluated when the config is read)

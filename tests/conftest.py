@@ -17,23 +17,17 @@ from fxmm.utils import register_all_modules
 from tool_scripts import load_converter
 
 register_all_modules(init_default_scope=False)
+# One thread for torch in the tests and in the tools they start: on a 2-core machine with
+# another process running, tests/test_configs/test_foundation_x_config.py (Swin-B) took 37 s
+# on one thread and 248 s on two, whose OpenMP threads wait for each other.
+os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = '1'
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
 def fxmm_default_scope():
     with DefaultScope.overwrite_default_scope('fxmm'):
         yield
-
-
-@pytest.fixture
-def one_thread():
-    """One torch thread for the test (restored after it). Tiny ops: one thread is as fast on
-    an idle CPU and far faster on a shared, loaded one. Use it in a module with
-    ``pytestmark = pytest.mark.usefixtures('one_thread')``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------ the authors' released checkpoint layouts

@@ -41,15 +41,6 @@ NUM_QUERIES = 10
 PANEL_HEADER = round(0.06 * 512)  # draw_overlay's header bar at panel_size=512
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops: one thread is as fast on an idle CPU and far faster on a shared, loaded one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config() -> Config:
     """fxmm's tiny FoundationX plus a tiny SharedDINO (siim: 1 box class, tbx: 2), so that
     every task is present, and a 64 px test pipeline."""

@@ -6,14 +6,11 @@ import os.path as osp
 import re
 
 import pytest
-import torch
 from mmengine.config import Config
 
 from fxmm.engine.config_checks import check_config
 from fxmm.registry import MODELS
 from fxmm.structures import CLASS_KEYS
-
-torch.set_num_threads(2)
 
 CONFIG_DIR = osp.normpath(osp.join(osp.dirname(__file__), '..', '..', 'configs'))
 # built (2 x 165M parameters) and trained in test_foundation_x_config.py

@@ -8,8 +8,6 @@ import torch
 from fxmm.apis import build_in_scope
 from fxmm.registry import MODELS
 
-pytestmark = pytest.mark.usefixtures('one_thread')
-
 ARCH = dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4])
 CHANNELS = [16, 32, 64, 128]
 

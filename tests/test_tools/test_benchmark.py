@@ -38,8 +38,6 @@ cli = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cli)
 
 
-pytestmark = pytest.mark.usefixtures('one_thread')
-
 
 def finite_positive(value):
     return isinstance(value, float) and math.isfinite(value) and value > 0

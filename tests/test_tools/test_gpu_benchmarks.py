@@ -33,8 +33,6 @@ PARTS = ['limit', 'cp-check', 'step-bf16', 'step-fp32', 'step-cp', 'all-demo']
 
 cli = load_tool('benchmark')
 
-pytestmark = pytest.mark.usefixtures('one_thread')
-
 RECORDER = '''#!{python}
 import json, os, sys, time
 with open({log!r}, 'a') as f:

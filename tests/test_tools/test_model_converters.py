@@ -44,8 +44,6 @@ CHANNELS = [EMBED * 2**i for i in range(4)]  # 16, 32, 64, 128
 SIZE = 128  # stage maps 32, 16, 8, 4: stage 4 equals the window (the shift corner case)
 
 
-pytestmark = pytest.mark.usefixtures('one_thread')
-
 
 # ---------------------------------------------------------------- timm Swin, source layout
 def timm_swin_state_dict(gen, prefix=''):

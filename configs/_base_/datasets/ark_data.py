@@ -9,6 +9,7 @@
 # MIMIC uncertain -> 1, blank -> 0 (all splits); VinDr-CXR image label = OR over its 3
 # readers (data_converters/vindr_cxr.py); RSNA Pneumonia: its 3 exclusive classes, one-hot.
 _base_ = [
+    './ark_pipelines.py',  # Ark's crops; val / test resized to 8/7 of the crop (256 for 224)
     './mimic_cxr.py', './chexpert.py', './chestxray14.py', './rsna_pneumonia.py',
     './vindr_cxr.py', './shenzhen.py',
 ]
@@ -16,7 +17,6 @@ _base_ = [
 # ========================= Frequently modified parameters =========================
 data_root = '{{$FXMM_DATA_ROOT:data/cxr}}/'  # holds the datasets in their official folders
 img_size = 224          # training and test crops
-test_size = 256         # val / test images are resized to it (Ark: Resize((256, 256)))
 train_batch_size = 50   # per GPU; the authors' batch is 200 in total (e.g. 4 GPUs x 50)
 num_workers = 8
 # Read the images from the store of tools/prepare_images.py (docs/datasets.md, "Preparing
@@ -29,31 +29,10 @@ ark_pairs = ['mimic_cxr_data', 'chexpert_data', 'chestxray14_data', 'rsna_pneumo
              'vindr_cxr_data', 'shenzhen_data']
 
 # ========================= Unmodified in most cases ===============================
-train_pipeline = [
-    dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
-    # the authors' albumentations RandomResizedCrop(224, 224): 8-100 % of the area
-    dict(type='CXRRandomResizedCrop', scale=(img_size, img_size), area_range=(0.08, 1.0)),
-    # their ShiftScaleRotate(rotate_limit=10) fires with probability 0.5; its small shift /
-    # scale and the brightness-contrast-gamma jitter (p=0.3) have no CXR transform here
-    dict(type='CXRRandomRotate', max_angle=10., prob=0.5),
-    dict(type='PackCXRInputs'),
-]
-# validation as the authors': resize, then the centre crop
-val_pipeline = [
-    dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
-    dict(type='CXRResize', scale=(test_size, test_size)),
-    dict(type='mmcv.CenterCrop', crop_size=img_size),
-    dict(type='PackCXRInputs'),
-]
-# test: the whole resized image; TenCropTTA (tta_model, tools/test.py --tta) takes the crops
-test_pipeline = [
-    dict(type='LoadCXRImage', defer_norm=True),
-    dict(type='LoadCXRAnnotations', with_bbox=False, with_seg=False),
-    dict(type='CXRResize', scale=(test_size, test_size)),
-    dict(type='PackCXRInputs'),
-]
+train_pipeline = _base_.ark_pipelines[img_size]['train']
+val_pipeline = _base_.ark_pipelines[img_size]['val']
+test_pipeline = _base_.ark_pipelines[img_size]['test']
+ark_pipelines = None  # read above; left out of the saved config
 
 # the cls class lists of the six datasets, for the model's per-dataset heads
 ark_datasets = {_base_[var]['name']: dict(cls_classes=_base_[var]['cls_classes'])

@@ -22,8 +22,6 @@ from fxmm.registry import MODELS
 from fxmm.utils.state_dict_mapping import KeyMapper, match_state_dict
 from fxmm.utils.state_dict_mapping import idea_dino
 
-pytestmark = pytest.mark.usefixtures('one_thread')
-
 TOL = 1e-4  # max |diff| (the bound)
 # the release's options at a small scale: 5 class rows (class 0 at row 1), 7 label rows
 RELEASE_BRANCH = dict(memory_proj=True, separate_box_refine=True, num_class_rows=5,

@@ -18,8 +18,6 @@ STAGE_CHANNELS = (32, 64, 128, 256)  # a Swin with embed_dims=32; strides 4, 8, 
 STRIDES = (4, 8, 16, 32)
 
 
-pytestmark = pytest.mark.usefixtures('one_thread')
-
 
 def tiny_cfg(**overrides) -> dict:
     """fxmm.testing's tiny SharedDINO (the demo's at unit-test size: width 256, 1 + 2 layers,
