@@ -45,8 +45,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from mmengine.utils import ProgressBar
 
-from fxmm.datasets.image_io import _EXTENSIONS as IMAGE_FORMAT_OF_SUFFIX
-from fxmm.datasets.image_io import CXRImageError
+from fxmm.datasets.image_io import CXRImageError, FORMAT_OF_SUFFIX
 from fxmm.models.foundation_x import FoundationX
 from fxmm.models.teacher_student import COPIES, inner_model_cfg, select_copy
 from fxmm.registry import MODELS, TRANSFORMS
@@ -60,7 +59,7 @@ from .predictions_csv import predictions_to_csv
 
 InputsType = Union[str, Sequence[str]]
 #: file suffixes a folder is scanned for (files without a suffix are read as bare DICOM)
-IMAGE_SUFFIXES = tuple(sorted(IMAGE_FORMAT_OF_SUFFIX))
+IMAGE_SUFFIXES = tuple(sorted(FORMAT_OF_SUFFIX))
 # the metainfo the inference pipeline packs (no dataset/task: every head runs)
 _META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'scale_factor')
 

@@ -56,7 +56,8 @@ _MAGIC = (
     (0, b'NRRD', 'nrrd'),
     (0, b'ObjectType', 'metaimage'),
 )
-_EXTENSIONS = {
+# file suffix -> format, for files without a signature (and the inferencer's folder listing)
+FORMAT_OF_SUFFIX = {
     '.dcm': 'dicom', '.dicom': 'dicom',
     '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg',
     '.mha': 'metaimage', '.mhd': 'metaimage', '.nrrd': 'nrrd', '.nhdr': 'nrrd',
@@ -200,7 +201,7 @@ def _detect_format(path: str) -> Optional[str]:
     for offset, signature, fmt in _MAGIC:
         if head[offset:offset + len(signature)] == signature:
             return fmt
-    return _EXTENSIONS.get(osp.splitext(path)[1].lower())
+    return FORMAT_OF_SUFFIX.get(osp.splitext(path)[1].lower())
 
 
 def _to_grey(img: np.ndarray, order: str = 'RGB') -> np.ndarray:
