@@ -12,6 +12,7 @@ _base_ = [
     '_base_/datasets/phantoms.py',
     '_base_/models/ark_swin-b.py',
     '_base_/datasets/ark_pipelines.py',
+    '_base_/models/swin_demo.py',  # the demo's Swin, as configs/foundation_x_demo.py
 ]
 
 # ========================= Frequently modified parameters =========================
@@ -23,7 +24,6 @@ val_interval = 160     # iterations between evaluations of student and teacher
 # (_base_/method/ark.py)
 
 # ========================= Possibly modified parameters ===========================
-embed_dims = 48        # Swin width (Swin-B: 128), as configs/foundation_x_demo.py
 projector_dims = 516   # Ark's projector widens 1024 -> 1376; the same ratio on 384
 iters_per_visit = None  # one full pass per visit (Ark)
 train_images = 160     # a seeded subset of each phantom train split (800 images): one pass is
@@ -39,15 +39,12 @@ ark_phantoms = dict(
 
 # ========================= Unmodified in most cases ===============================
 img_size = _base_.img_size
+embed_dims = _base_.demo_swin.arch.embed_dims
 model = dict(
     model=dict(
         datasets={name: dict(cls_classes=classes) for name, classes in ark_phantoms.items()},
-        backbone=dict(
-            arch=dict(_delete_=True, embed_dims=embed_dims, depths=[2, 2, 2, 2],
-                      num_heads=[2, 4, 8, 16]),
-            img_size=img_size,
-            window_size=4,
-            pad_small_map=True),
+        # the demo's Swin, its last stage only (Ark's)
+        backbone=dict(_base_.demo_swin, _delete_=True, out_indices=(3, )),
         cls_head=dict(in_channels=embed_dims * 8, projector_dims=projector_dims)))
 tta_model = dict(crop_size=img_size)
 

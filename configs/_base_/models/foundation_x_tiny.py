@@ -2,7 +2,9 @@
 # (Swin, shared DINO, shared UperNet, per-dataset heads) small enough to train on a laptop CPU,
 # at the phantoms' 128 px. Used by configs/foundation_x_demo.py and the phantom fine-tuning
 # twins (configs/finetune/phantom/). The config that uses it adds `datasets`.
-embed_dims = 48        # Swin width (Swin-B: 128)
+_base_ = './swin_demo.py'
+
+embed_dims = _base_.demo_swin.arch.embed_dims  # 48 (Swin-B: 128)
 num_queries = 30       # DINO queries (paper: 900)
 seg_channels = 32      # shared UperNet width (paper: 128)
 stage_channels = [embed_dims * 2**i for i in range(4)]
@@ -10,14 +12,7 @@ stage_channels = [embed_dims * 2**i for i in range(4)]
 model = dict(
     type='FoundationX',
     data_preprocessor=dict(type='CXRDataPreprocessor', pad_size_divisor=32),
-    backbone=dict(
-        type='mmpretrain.SwinTransformer',
-        arch=dict(embed_dims=embed_dims, depths=[2, 2, 2, 2], num_heads=[2, 4, 8, 16]),
-        img_size=128,  # the phantoms' size (_base_/datasets/phantoms.py)
-        window_size=4,
-        pad_small_map=True,
-        drop_path_rate=0.1,
-        out_indices=(0, 1, 2, 3)),
+    backbone=_base_.demo_swin,
     cls_head=dict(type='MultiDatasetClsHead', in_channels=stage_channels[-1]),
     loc_head=dict(
         type='SharedDINO',
