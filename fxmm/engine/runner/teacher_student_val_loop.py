@@ -79,8 +79,41 @@ def evaluate_both_copies(loop, stage: str) -> dict:
     return metrics
 
 
+class CopyComparison:
+    """Which copy of a TeacherStudent is better on ``compare_key`` under ``rule``: the part
+    :class:`TeacherStudentValLoop` and :class:`TeacherStudentTestLoop` share."""
+
+    def _set_comparison(self, compare_key: str, rule: str) -> None:
+        if rule not in RULES:
+            raise ValueError(f'{type(self).__name__}: rule must be one of {RULES}, got '
+                             f'{rule!r}')
+        self.compare_key = compare_key
+        self.rule = rule
+
+    def better(self, metrics: Dict[str, float]) -> Union[str, None]:
+        """The better copy on ``compare_key``: ``'student'``, ``'teacher'`` (ties go to the
+        teacher, the smoother model), or None when a value is missing or nan."""
+        values = [metrics.get(f'{side}/{self.compare_key}') for side in COPIES]
+        if any(v is None or math.isnan(float(v)) for v in values):
+            return None
+        student, teacher = (float(v) for v in values)
+        student_better = student > teacher if self.rule == 'greater' else student < teacher
+        return 'student' if student_better else 'teacher'
+
+    def _log_better(self, metrics: Dict[str, float]) -> None:
+        key = self.compare_key
+        side = self.better(metrics)
+        if side is None:
+            print_log(f'{type(self).__name__}: cannot compare the copies on {key!r} (missing '
+                      f'or nan); metrics: {sorted(metrics)}', logger='current',
+                      level='WARNING')
+            return
+        values = ', '.join(f'{s}/{key} = {float(metrics[f"{s}/{key}"]):.4f}' for s in COPIES)
+        print_log(f'{values}: the {side} is better', logger='current')
+
+
 @LOOPS.register_module()
-class TeacherStudentValLoop(ValLoop):
+class TeacherStudentValLoop(CopyComparison, ValLoop):
     """mmengine's :class:`ValLoop` run twice, on the student and on the teacher.
 
     The model's ``predict_on`` is switched to ``'student'``, then ``'teacher'`` (and restored
@@ -116,12 +149,8 @@ class TeacherStudentValLoop(ValLoop):
                  fp16: bool = False,
                  compare_key: str = 'score',
                  rule: str = 'greater') -> None:
-        if rule not in RULES:
-            raise ValueError(f'TeacherStudentValLoop: rule must be one of {RULES}, got '
-                             f'{rule!r}')
+        self._set_comparison(compare_key, rule)
         super().__init__(runner, dataloader, evaluator, fp16=fp16)
-        self.compare_key = compare_key
-        self.rule = rule
 
     def run(self) -> dict:
         """Validate the student and the teacher.
@@ -132,30 +161,9 @@ class TeacherStudentValLoop(ValLoop):
         """
         return evaluate_both_copies(self, 'val')
 
-    def better(self, metrics: Dict[str, float]) -> Union[str, None]:
-        """The better copy on ``compare_key``: ``'student'``, ``'teacher'`` (ties go to the
-        teacher, the smoother model), or None when a value is missing or nan."""
-        values = [metrics.get(f'{side}/{self.compare_key}') for side in COPIES]
-        if any(v is None or math.isnan(float(v)) for v in values):
-            return None
-        student, teacher = (float(v) for v in values)
-        student_better = student > teacher if self.rule == 'greater' else student < teacher
-        return 'student' if student_better else 'teacher'
-
-    def _log_better(self, metrics: Dict[str, float]) -> None:
-        key = self.compare_key
-        side = self.better(metrics)
-        if side is None:
-            print_log(f'{type(self).__name__}: cannot compare the copies on {key!r} (missing '
-                      f'or nan); metrics: {sorted(metrics)}', logger='current',
-                      level='WARNING')
-            return
-        values = ', '.join(f'{s}/{key} = {float(metrics[f"{s}/{key}"]):.4f}' for s in COPIES)
-        print_log(f'{values}: the {side} is better', logger='current')
-
 
 @LOOPS.register_module()
-class TeacherStudentTestLoop(TestLoop):
+class TeacherStudentTestLoop(CopyComparison, TestLoop):
     """mmengine's :class:`TestLoop` run on the student and on the teacher, as
     :class:`TeacherStudentValLoop` does for validation (``tools/test.py`` then reports both
     copies in its results table). ``tools/test.py --out preds.pkl`` writes
@@ -174,15 +182,8 @@ class TeacherStudentTestLoop(TestLoop):
 
     def __init__(self, runner, dataloader, evaluator, fp16: bool = False,
                  compare_key: str = 'score', rule: str = 'greater') -> None:
-        if rule not in RULES:
-            raise ValueError(f'TeacherStudentTestLoop: rule must be one of {RULES}, got '
-                             f'{rule!r}')
+        self._set_comparison(compare_key, rule)
         super().__init__(runner, dataloader, evaluator, fp16=fp16)
-        self.compare_key = compare_key
-        self.rule = rule
-
-    better = TeacherStudentValLoop.better
-    _log_better = TeacherStudentValLoop._log_better
 
     def run(self) -> dict:
         """Test the student and the teacher; metrics prefixed ``student/``/``teacher/``."""
