@@ -179,6 +179,47 @@ def test_shared_modules_name_the_parts_every_dataset_of_a_task_uses():
         model.shared_modules('det')
 
 
+def test_prior_prob_starts_the_sigmoid_heads_at_the_prior():
+    cfg = get_tiny_model_cfg()
+    cfg.cls_head.prior_prob = 0.3
+    cfg.seg_head.prior_prob = dict(siim=0.02)
+    model, default = build(cfg), build()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(2, 3, SIZE, SIZE))
+        pooled, seg_feat = model.pooled_features(feats), model.seg_features(feats)
+        # on a zero feature the outputs are the prior itself: the bias is log(p / (1 - p))
+        assert model.cls_head.heads['nih'].bias.tolist() == pytest.approx([-0.847298] * 3,
+                                                                          abs=1e-6)
+        zero_cls = model.cls_head.predict(torch.zeros(1, 256), 'nih')
+        assert torch.allclose(zero_cls, torch.full((1, 3), 0.3), rtol=0, atol=1e-6)
+        zero_seg = model.seg_head(torch.zeros(1, 16, 16, 16), 'siim', (SIZE, SIZE)).sigmoid()
+        assert torch.allclose(zero_seg, torch.full((1, 1, SIZE, SIZE), 0.02), rtol=0, atol=1e-6)
+        # on real features they stay near it (Normal(0, 0.01) weights), where the default
+        # init starts anywhere around 0.5
+        for dataset in ('nih', 'siim'):
+            scores = model.cls_head.predict(pooled, dataset)
+            assert scores.min() > 0.2 and scores.max() < 0.4
+        ptx = model.seg_head(seg_feat, 'siim', (SIZE, SIZE)).sigmoid()
+        assert ptx.min() > 0.015 and ptx.max() < 0.027
+        assert default.seg_head(seg_feat, 'siim', (SIZE, SIZE)).sigmoid().mean() > 0.2
+    # datasets without a prior keep the default initialisation
+    assert torch.equal(model.seg_head.heads['jsrt'][-1].weight,
+                       default.seg_head.heads['jsrt'][-1].weight)
+
+
+@pytest.mark.parametrize('head, prior, error', [
+    ('seg_head', dict(nih=0.1), r"MultiDatasetSegHead: prior_prob names datasets \['nih'\]"),
+    ('cls_head', 1.0, r"MultiDatasetClsHead: prior_prob of 'nih' must be a probability in "
+                      r"\(0, 1\), got 1.0"),
+    ('seg_head', dict(jsrt=0.), r"prior_prob of 'jsrt' must be a probability"),
+])
+def test_bad_prior_prob_raises_clear_errors(head, prior, error):
+    cfg = get_tiny_model_cfg()
+    cfg[head].prior_prob = prior
+    with pytest.raises(ValueError, match=error):
+        MODELS.build(cfg)
+
+
 def test_masked_bce_ignores_nan_and_uncertain_targets():
     logits = torch.tensor([[0., 2.], [-1., 3.]], requires_grad=True)
     target = torch.tensor([[1., float('nan')], [-1., 0.]])

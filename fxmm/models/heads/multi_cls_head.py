@@ -8,6 +8,7 @@ from torch import Tensor
 
 from fxmm.registry import MODELS
 from fxmm.structures.cxr_data_sample import CXRDataSample
+from .prior_init import PriorProb, check_prior_prob, init_prior_classifiers
 
 
 @MODELS.register_module()
@@ -32,6 +33,12 @@ class MultiDatasetClsHead(BaseModule):
         loss_cls (dict): Config of the multi-label loss, called as
             ``loss(logits (B, C), target (B, C))``. Defaults to
             ``dict(type='MaskedBCEWithLogitsLoss')`` (nan / -1 targets are ignored).
+        prior_prob (float | dict[str, float], optional): Start the sigmoid scores at this
+            probability (one for all datasets, or per dataset name): :meth:`init_weights`
+            gives each dataset's linear head Normal(0, 0.01) weights and the bias
+            ``log(p / (1 - p))``, RetinaNet's initialisation, so that a head whose labels
+            are rare need not first move its bias there. None keeps PyTorch's default
+            initialisation. Defaults to None.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
@@ -41,6 +48,7 @@ class MultiDatasetClsHead(BaseModule):
                  projector_dims: Optional[int] = None,
                  projector_mlp: bool = False,
                  loss_cls: dict = dict(type='MaskedBCEWithLogitsLoss'),
+                 prior_prob: PriorProb = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
         if not dataset_classes:
@@ -60,6 +68,12 @@ class MultiDatasetClsHead(BaseModule):
         self.heads = nn.ModuleDict(
             {name: nn.Linear(head_in, n) for name, n in self.dataset_classes.items()})
         self.loss_cls = MODELS.build(loss_cls)
+        self.priors = check_prior_prob(prior_prob, self.dataset_classes, type(self).__name__)
+
+    def init_weights(self) -> None:
+        """``init_cfg``'s initialisation, then the ``prior_prob`` heads' (if any)."""
+        super().init_weights()
+        init_prior_classifiers(self.heads, self.priors)
 
     def project(self, x: Tensor) -> Tensor:
         """Apply the shared projector, if any (the feature Ark's consistency loss compares).

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from fxmm.registry import MODELS
 from fxmm.structures.cxr_data_sample import CXRDataSample
+from .prior_init import PriorProb, check_prior_prob, init_prior_classifiers
 
 
 @MODELS.register_module()
@@ -42,6 +43,12 @@ class MultiDatasetSegHead(BaseModule):
         threshold (float): Probability above which a pixel is predicted in a mask.
             Defaults to 0.5.
         align_corners (bool): ``align_corners`` of the bilinear resizing. Defaults to False.
+        prior_prob (float | dict[str, float], optional): Start every pixel's mask
+            probabilities at this value (one for all datasets, or per dataset name, e.g.
+            the share of pixels in the masks): :meth:`init_weights` gives each dataset's
+            classifier conv Normal(0, 0.01) weights and the bias ``log(p / (1 - p))``,
+            RetinaNet's initialisation, so that a head of small masks need not first move
+            its bias there. None keeps PyTorch's default initialisation. Defaults to None.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
@@ -55,6 +62,7 @@ class MultiDatasetSegHead(BaseModule):
                  loss_decode: Union[dict, Sequence[dict]] = dict(type='MultiLabelDiceLoss'),
                  threshold: float = 0.5,
                  align_corners: bool = False,
+                 prior_prob: PriorProb = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
         if not dataset_classes:
@@ -78,6 +86,13 @@ class MultiDatasetSegHead(BaseModule):
             self.heads[name] = nn.Sequential(*layers)
         loss_cfgs = [loss_decode] if isinstance(loss_decode, dict) else list(loss_decode)
         self.loss_decode = nn.ModuleList(MODELS.build(cfg) for cfg in loss_cfgs)
+        self.priors = check_prior_prob(prior_prob, self.dataset_classes, type(self).__name__)
+
+    def init_weights(self) -> None:
+        """``init_cfg``'s initialisation, then the ``prior_prob`` classifiers' (if any)."""
+        super().init_weights()
+        init_prior_classifiers({name: head[-1] for name, head in self.heads.items()},
+                               self.priors)
 
     def forward(self, x: Tensor, dataset: str, size: Tuple[int, int]) -> Tensor:
         """Mask logits of ``dataset`` at ``size``.
