@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -267,13 +268,29 @@ def environment() -> Dict[str, str]:
     return env
 
 
+def start(tool: str, args: Sequence[str], cwd: str, nproc: int = 1) -> subprocess.Popen:
+    """Start ``tool`` in the background, its output going to a temporary file (a pipe
+    nobody reads would stop it when full); :func:`finish` waits for it."""
+    output = tempfile.TemporaryFile('w+')
+    proc = subprocess.Popen(command(tool, args, nproc), cwd=cwd, env=environment(),
+                            stdout=output, stderr=subprocess.STDOUT, text=True)
+    proc.output, proc.what = output, f'{osp.basename(tool)} {list(args)}'
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: int = 600) -> str:
+    """Wait for a :func:`start`-ed tool; its output, or an assertion error showing its end."""
+    proc.wait(timeout=timeout)
+    with proc.output:
+        proc.output.seek(0)
+        out = proc.output.read()
+    assert proc.returncode == 0, f'{proc.what} failed:\n{out[-4000:]}'
+    return out
+
+
 def run(tool: str, args: Sequence[str], cwd: str, nproc: int = 1, timeout: int = 600) -> str:
     """Run ``tool`` to completion; its output, or an assertion error showing its end."""
-    proc = subprocess.run(command(tool, args, nproc), cwd=cwd, env=environment(),
-                          capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f'{osp.basename(tool)} {args} failed:\n{out[-4000:]}'
-    return out
+    return finish(start(tool, args, cwd, nproc), timeout)
 
 
 def run_and_kill(tool: str, args: Sequence[str], cwd: str, ready: Callable[[], bool],

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from _helpers import TRAIN, log_shows, make_phantoms, run, run_and_kill, tiny_config
+from _helpers import (TRAIN, finish, log_shows, make_phantoms, run, run_and_kill, start,
+                      tiny_config)
 from tool_scripts import load_tool
 
 NUM_ITERS = 24  # 6 visits of 4 iterations: cls [0-3], loc [4-7], seg [8-11], cls, loc, seg
@@ -63,7 +64,8 @@ def chain(tmp_path_factory):
     config = _config(str(tmp / 'tiny.py'), data)
     hanging = _config(str(tmp / 'tiny_hang.py'), data,
                       [dict(type='HangOnSaveHook', iteration=HANG_AT)])
-    run(TRAIN, [config, '--work-dir', 'full'], str(tmp))
+    # the uninterrupted run beside the interrupted chain (each process has one thread)
+    full = start(TRAIN, [config, '--work-dir', 'full'], str(tmp))
 
     work = str(tmp / 'resumed')
     # random (reported on failure), after the first checkpoint: resumes at 6 (locked) or 12
@@ -79,6 +81,7 @@ def chain(tmp_path_factory):
     states['second_kill'] = _pointer_target(work)
     states['files'] = sorted(os.listdir(work))
     states['log'] = run(TRAIN, [config, '--work-dir', 'resumed', '--resume'], str(tmp))
+    finish(full)
     return tmp, states
 
 
