@@ -79,9 +79,17 @@ def demo_cxr_inputs(batch_size: int = 2,
     return dict(inputs=inputs, data_samples=data_samples)
 
 
+def _config_dir() -> str:
+    """fxmm's ``configs/``: the installed package's ``.mim/configs``, else the source
+    tree's (a checkout used without ``pip install``)."""
+    package = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    installed = osp.join(package, '.mim', 'configs')
+    return installed if osp.isdir(installed) else osp.join(osp.dirname(package), 'configs')
+
+
 def get_tiny_model_cfg(with_loc: bool = False) -> ConfigDict:
-    """The demo's model (``configs/_base_/models/foundation_x_tiny.py``, read from the
-    package's ``.mim/configs``) at unit-test size: 64 px images, batch 2 on a CPU.
+    """The demo's model (``configs/_base_/models/foundation_x_tiny.py``) at unit-test
+    size: 64 px images, batch 2 on a CPU.
 
     The demo's modules and losses with smaller widths: Swin ``embed_dims=32``, depths
     (2, 2, 2, 2) (so shifted windows run), window 4 with small-map padding (stage 4 is 2x2
@@ -97,8 +105,8 @@ def get_tiny_model_cfg(with_loc: bool = False) -> ConfigDict:
     Returns:
         ConfigDict: A fresh ``FoundationX`` config.
     """
-    cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim',
-                                   'configs', '_base_', 'models', 'foundation_x_tiny.py')).model
+    cfg = Config.fromfile(osp.join(_config_dir(), '_base_', 'models',
+                                   'foundation_x_tiny.py')).model
     channels = [32, 64, 128, 256]
     cfg.datasets = dict(
         nih=dict(cls_classes=['Atelectasis', 'Cardiomegaly', 'Effusion']),
