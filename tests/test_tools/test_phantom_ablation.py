@@ -1,7 +1,6 @@
 """Tests of tools/analysis_tools/phantom_ablation.py: the budget, the run configs of each
 variant (built from the real demo config), the table from fake results, --skip-existing,
 and one real single-task run (train.py + test.py) at toy size."""
-import importlib.util
 import json
 import math
 import os
@@ -14,12 +13,9 @@ from mmengine.config import Config
 from fxmm.engine.config_checks import check_config
 from fxmm.registry import MODELS
 from fxmm.utils import register_all_modules
+from tool_scripts import load_tool
 
-_PATH = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools',
-                 'phantom_ablation.py')
-_spec = importlib.util.spec_from_file_location('phantom_ablation', _PATH)
-pa = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pa)
+pa = load_tool('analysis_tools/phantom_ablation')
 
 DEMO = Config.fromfile(pa.DEMO_CONFIG)
 DEMO_PAIRS = pa.check_demo(DEMO, None)

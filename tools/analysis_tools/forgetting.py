@@ -38,6 +38,7 @@ from mmengine.logging import print_log
 
 from fxmm.models.teacher_student import COPIES
 from fxmm.structures.cxr_data_sample import TASKS
+from seed_summary import seed_stats, stats_cell  # this folder's (the script's sys.path[0])
 
 RECORDS = 'forgetting.jsonl'
 
@@ -139,20 +140,6 @@ def curves(probes: dict, copy: str) -> Dict[str, Tuple[list, list]]:
         out[pair] = ([x for x, _ in points], [y for _, y in points])
     return out
 
-def _stats(values: Sequence[float]) -> dict:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return dict(mean=None, std=None, n=0)
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-    return dict(mean=float(np.mean(values)), std=std, n=len(values))
-
-def _cell(stats: dict, digits: int = 2) -> str:
-    if stats['mean'] is None:
-        return '-'
-    if stats['std'] is None:
-        return f'{stats["mean"]:.{digits}f}'
-    return f'{stats["mean"]:.{digits}f} ± {stats["std"]:.{digits}f}'
-
 def aggregate(runs: Dict[str, List[str]]) -> dict:
     """label -> copy -> key -> mean/std over the label's runs, plus ``'runs'``."""
     result = {}
@@ -163,8 +150,11 @@ def aggregate(runs: Dict[str, List[str]]) -> dict:
         for copy in copies:
             keys = list(dict.fromkeys(k for s in summaries if copy in s for k in s[copy]
                                       if k != 'pairs'))
-            result[label][copy] = {k: _stats([s[copy][k] for s in summaries
-                                              if copy in s and k in s[copy]]) for k in keys}
+            # nan (undefined) values left out: a key none of the runs defines shows '-'
+            result[label][copy] = {
+                k: seed_stats([s[copy][k] for s in summaries
+                               if copy in s and k in s[copy] and not math.isnan(s[copy][k])])
+                for k in keys}
     return result
 
 def render_markdown(result: dict, command: str) -> str:
@@ -182,9 +172,9 @@ def render_markdown(result: dict, command: str) -> str:
              'cls pairs | loc pairs | seg pairs |', '|---|---|---:|---:|---:|---:|---:|']
     for label, copy in rows:
         s = result[label][copy]
-        lines.append(f'| {label} ({num_runs[label]}) | {copy} | {_cell(s["gain"])} | '
-                     f'{_cell(s["drop_per_visit"], 3)} | '
-                     + ' | '.join(_cell(s[f'drop/{t}'], 3) for t in TASKS) + ' |')
+        lines.append(f'| {label} ({num_runs[label]}) | {copy} | {stats_cell(s["gain"])} | '
+                     f'{stats_cell(s["drop_per_visit"], digits=3)} | '
+                     + ' | '.join(stats_cell(s[f'drop/{t}'], digits=3) for t in TASKS) + ' |')
     drift_keys = list(dict.fromkeys(k for label, copy in rows for k in result[label][copy]
                                     if k.startswith('drift/')))
     if drift_keys:
@@ -196,7 +186,7 @@ def render_markdown(result: dict, command: str) -> str:
         for label, copy in rows:
             s = result[label][copy]
             lines.append(f'| {label} | {copy} | ' + ' | '.join(
-                _cell(s.get(k, dict(mean=None)), 3) for k in drift_keys) + ' |')
+                stats_cell(s.get(k, dict(mean=None)), digits=3) for k in drift_keys) + ' |')
     return '\n'.join(lines) + '\n'
 
 def plot(runs: Dict[str, List[str]], out_dir: str) -> List[str]:

@@ -37,7 +37,6 @@ mean +- std over seeds, then per-dataset tables) and the raw numbers next to it 
 restarted (an unfinished training resumes from its last checkpoint).
 """
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -57,19 +56,11 @@ from mmengine.logging import print_log
 from fxmm.evaluation.results_table import COLUMNS, results_table
 from fxmm.models.teacher_student import COPIES
 from fxmm.structures import CLASS_KEYS, pair_name
+# this folder's tools (the script's sys.path[0])
+import forgetting
+import seed_summary
 
 
-def _load_sibling(name: str):
-    """A module of this folder (tools/ is no package: the scripts run from their paths)."""
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(osp.dirname(osp.abspath(__file__)), f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-forgetting = _load_sibling('forgetting')
-seed_summary = _load_sibling('seed_summary')
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')

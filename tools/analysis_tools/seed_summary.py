@@ -64,14 +64,16 @@ def aggregate_over_seeds(rows: Table) -> dict:
     return out
 
 
-def stats_cell(stats: dict, num_seeds: int) -> str:
-    """``'mean ± std'``; ``'(n=k)'`` added when only k of the seeds have a defined value."""
+def stats_cell(stats: dict, num_seeds: Optional[int] = None, digits: int = 2) -> str:
+    """``'mean ± std'`` with ``digits`` decimals; ``'(n=k)'`` added when only k of the
+    ``num_seeds`` seeds have a defined value (None: never)."""
     if stats['mean'] is None:
         return '-'
-    text = f'{stats["mean"]:.2f}'
+    text = f'{stats["mean"]:.{digits}f}'
     if stats['std'] is not None:
-        text += f' ± {stats["std"]:.2f}'
-    return text + (f' (n={stats["n"]})' if 0 < stats['n'] < num_seeds else '')
+        text += f' ± {stats["std"]:.{digits}f}'
+    partial = num_seeds is not None and 0 < stats['n'] < num_seeds
+    return text + (f' (n={stats["n"]})' if partial else '')
 
 
 def nan_to_none(value):
