@@ -2,7 +2,8 @@
 consistency loss between them."""
 import copy
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple, Union
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -181,6 +182,17 @@ class TeacherStudent(BaseModel):
             raise ValueError(f'TeacherStudent: predict_on must be one of {COPIES}, got '
                              f'{value!r}')
         self._predict_on = value
+
+    @contextmanager
+    def predicting_on(self, side: str) -> Iterator[None]:
+        """Inside the block :meth:`predict` runs ``side`` (``'student'`` or ``'teacher'``);
+        the copy it ran before is restored after, also on an error."""
+        previous = self.predict_on
+        self.predict_on = side
+        try:
+            yield
+        finally:
+            self.predict_on = previous
 
     @property
     def consistency_weight(self) -> float:

@@ -268,3 +268,19 @@ def test_predict_routes_to_the_chosen_copy(model_and_perturbed):
     assert (scores['student'] - scores['teacher']).abs().max() > 1e-4
     perturbed.predict_on = 'student'
     perturbed.train()
+
+
+def test_predicting_on_switches_the_copy_for_the_block_and_restores_it(model_and_perturbed):
+    model, _ = model_and_perturbed
+    assert model.predict_on == 'student'
+    with model.predicting_on('teacher'):
+        assert model.predict_on == 'teacher'
+    assert model.predict_on == 'student'
+    with pytest.raises(RuntimeError, match='inside'):
+        with model.predicting_on('teacher'):
+            raise RuntimeError('inside')
+    assert model.predict_on == 'student'
+    with pytest.raises(ValueError, match='predict_on must be one of'):
+        with model.predicting_on('ema'):
+            pass
+    assert model.predict_on == 'student'

@@ -4,6 +4,7 @@ import json
 import os
 import os.path as osp
 import time
+from contextlib import nullcontext
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -237,25 +238,23 @@ class ForgettingProbeHook(Hook):
         # each module's mode, restored as it was (LockReleaseHook(norm_eval=True) may have
         # put frozen BatchNorm layers in eval mode inside the training model)
         modes = [(module, module.training) for module in runner.model.modules()]
-        predict_on = getattr(model, 'predict_on', None)
         runner.model.eval()
         results = []
         try:
             for side in self.copies:
-                if predict_on is not None:
-                    model.predict_on = side
-                for start in range(0, len(indices), self.batch_size):
-                    batch = pseudo_collate([self.dataset[i] for i in
-                                            indices[start:start + self.batch_size]])
-                    outputs = runner.model.val_step(batch)
-                    self.evaluator.process(data_samples=outputs, data_batch=batch)
+                # a plain model has one copy, and nothing to switch
+                with (model.predicting_on(side) if hasattr(model, 'predicting_on')
+                      else nullcontext()):
+                    for start in range(0, len(indices), self.batch_size):
+                        batch = pseudo_collate([self.dataset[i] for i in
+                                                indices[start:start + self.batch_size]])
+                        outputs = runner.model.val_step(batch)
+                        self.evaluator.process(data_samples=outputs, data_batch=batch)
                 metrics = self.evaluator.evaluate(len(indices))
                 value = metrics.get(f'{name}/{metric}', float('nan'))
                 results.append(dict(pair=name, copy=side, metric=metric,
                                     value=float(value), num_samples=len(indices)))
         finally:
-            if predict_on is not None:
-                model.predict_on = predict_on
             for module, training in modes:
                 module.training = training
         return results

@@ -58,21 +58,17 @@ def evaluate_both_copies(loop, stage: str) -> dict:
     runner.call_hook(f'before_{stage}_epoch')
     runner.model.eval()
     model, _ = unwrap_tested_model(runner.model)  # the TeacherStudent under DDP / TTA
-    if not hasattr(model, 'predict_on'):
+    if not hasattr(model, 'predicting_on'):
         raise TypeError(f'{type(loop).__name__} needs a model with a `predict_on` switch '
                         f'(TeacherStudent), got {type(model).__name__}')
-    predict_on = model.predict_on
     metrics = {}
-    try:
-        for side in COPIES:
-            model.predict_on = side
+    for side in COPIES:
+        with model.predicting_on(side):
             for idx, data_batch in enumerate(loop.dataloader):
                 loop.run_iter(idx, data_batch)
             with dump_files_of_copy(loop.evaluator, side):
                 side_metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
-            metrics.update({f'{side}/{key}': value for key, value in side_metrics.items()})
-    finally:
-        model.predict_on = predict_on
+        metrics.update({f'{side}/{key}': value for key, value in side_metrics.items()})
     loop._log_better(metrics)
     runner.call_hook(f'after_{stage}_epoch', metrics=metrics)
     runner.call_hook(f'after_{stage}')
