@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
@@ -25,8 +24,9 @@ from fxmm.datasets.multi_task_dataset import MultiTaskDataset  # noqa: F401 (reg
 from fxmm.datasets.samplers.multi_task_sampler import VisitInfo
 from fxmm.engine.hooks.lock_release_hook import LockReleaseHook
 from fxmm.engine.runner.cyclic_train_loop import CyclicTrainLoop  # noqa: F401 (registers)
-from fxmm.registry import DATASETS, MODELS
+from fxmm.registry import MODELS
 from fxmm.structures import CXRDataSample
+from toy_pairs import ToyPairDataset  # noqa: F401 (registers)
 
 MODULES = ('backbone', 'seg_neck', 'cls_head', 'loc_head', 'seg_head')
 LOCK_MODULES = dict(cls=['backbone'], loc=['backbone'], seg=['backbone', 'seg_neck'])
@@ -247,25 +247,6 @@ def test_ddp_with_unused_parameters_keeps_frozen_params_and_ranks_in_sync(tmp_pa
 # ---- a real Runner with CyclicTrainLoop and MultiTaskSampler ----
 
 
-def pack(results: dict) -> dict:
-    value = float(results['value'])
-    return dict(inputs=torch.tensor([value / 10, 1.0]),
-                data_samples=CXRDataSample(metainfo=dict(target=(value % 7) / 7 - 0.5)))
-
-
-@DATASETS.register_module(force=True)
-class ToyPairDatasetLRH(BaseDataset):
-    """``num_samples`` values starting at ``start``, of dataset ``name``."""
-
-    def __init__(self, num_samples: int, name: str, start: int, **kwargs):
-        self.num_samples, self.name, self.start = num_samples, name, start
-        super().__init__(pipeline=[pack], serialize_data=False, **kwargs)
-
-    def load_data_list(self):
-        self._metainfo['dataset'] = self.name
-        return [dict(value=self.start + i) for i in range(self.num_samples)]
-
-
 class ChangeRecorder(Hook):
     """Records the modules each iteration changed (runs after every other hook)."""
     priority = 'LOWEST'
@@ -281,8 +262,8 @@ class ChangeRecorder(Hook):
 
 
 def make_runner(work_dir, name, hook_cfg, sizes, iters_per_visit=None, max_iters=14):
-    pairs = [dict(dataset=dict(type='ToyPairDatasetLRH', num_samples=n, name=pair.split('.')[0],
-                               start=10 * k), task=pair.split('.')[1])
+    pairs = [dict(dataset=dict(type='ToyPairDataset', num_samples=n, name=pair.split('.')[0],
+                               start=10 * k, divisor=10), task=pair.split('.')[1])
              for k, (pair, n) in enumerate(sizes.items())]
     return Runner(
         model=dict(type='ToyLockModelLRH'),

@@ -7,7 +7,6 @@ import random
 import numpy as np
 import pytest
 import torch
-from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
@@ -16,34 +15,10 @@ from torch import nn
 from fxmm.datasets.multi_task_dataset import MultiTaskDataset  # noqa: F401 (registers)
 from fxmm.datasets.samplers.multi_task_sampler import MultiTaskSampler  # noqa: F401
 from fxmm.engine.runner.cyclic_train_loop import CyclicTrainLoop
-from fxmm.registry import DATASETS, MODELS
-from fxmm.structures import CXRDataSample
+from fxmm.registry import MODELS
+from toy_pairs import ToyPairDataset
 
 SIZES = {'a.cls': 5, 'b.loc': 3, 'c.seg': 4}  # one-pass visits of 3, 2, 2 batches of 2
-
-
-def pack(results: dict) -> dict:
-    value = float(results['value'])
-    return dict(inputs=torch.tensor([value, 1.0]),
-                data_samples=CXRDataSample(metainfo=dict(target=(value % 7) / 7 - 0.5)))
-
-
-@DATASETS.register_module(force=True)
-class CountingToyDatasetCTL(BaseDataset):
-    """``num_samples`` samples of dataset ``name``; counts the samples it prepares."""
-    loaded = 0
-
-    def __init__(self, num_samples: int, name: str, start: int, **kwargs):
-        self.num_samples, self.name, self.start = num_samples, name, start
-        super().__init__(pipeline=[pack], serialize_data=False, **kwargs)
-
-    def load_data_list(self):
-        self._metainfo['dataset'] = self.name
-        return [dict(value=self.start + i) for i in range(self.num_samples)]
-
-    def prepare_data(self, idx):
-        type(self).loaded += 1
-        return super().prepare_data(idx)
 
 
 @MODELS.register_module(force=True)
@@ -69,7 +44,7 @@ class RecordingToyModelCTL(BaseModel):
 
 def make_runner(work_dir, name, mode='cyclic', batch_size=2, sampler_batch_size=2,
                 seed=7, resume_from=None, **train_cfg):
-    pairs = [dict(dataset=dict(type='CountingToyDatasetCTL', num_samples=n,
+    pairs = [dict(dataset=dict(type='ToyPairDataset', num_samples=n,
                                name=pair.split('.')[0], start=10 * k),
                   task=pair.split('.')[1]) for k, (pair, n) in enumerate(SIZES.items())]
     return Runner(
@@ -100,7 +75,7 @@ def test_resume_continues_the_uninterrupted_run(tmp_path, mode):
     assert isinstance(loop, CyclicTrainLoop)
     assert loop.current_visit == loop.sampler.schedule(11)
 
-    CountingToyDatasetCTL.loaded = 0
+    ToyPairDataset.loaded = 0
     # no seed in the resumed run: the sampler's seed must come from the checkpoint
     resumed = make_runner(tmp_path / 'resumed', f'resumed_{mode}', mode=mode, seed=None,
                           resume_from=str(tmp_path / 'full' / 'iter_5.pth'), max_iters=12)
@@ -118,7 +93,7 @@ def test_resume_continues_the_uninterrupted_run(tmp_path, mode):
     assert visits == [loop.sampler.schedule(i) for i in range(5, 12)]
     assert resumed.train_loop.current_visit == loop.current_visit
     assert resumed.model.draws == full.model.draws[5:]
-    assert CountingToyDatasetCTL.loaded == 7 * 2  # the skipped batches were never loaded
+    assert ToyPairDataset.loaded == 7 * 2  # the skipped batches were never loaded
     for name, param in full.model.state_dict().items():
         assert torch.equal(param, resumed.model.state_dict()[name]), name
 
