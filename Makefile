@@ -2,7 +2,7 @@
 # ./.venv first; a second run reuses it and the cached mmcv wheel).
 PY := .venv/bin/python
 PHANTOMS ?= data/phantoms
-PHANTOM_ARGS ?= --seed 0 --num-train 800 --num-val 96 --num-test 96 --lesion-size 1 --lesion-contrast 1
+PHANTOM_ARGS ?= --seed 0 --num-train 800 --num-val 96 --num-test 96 --lesion-size 2.5 --lesion-contrast 4
 WORK_DIR ?= work_dirs/foundation_x_demo
 PYTEST_ARGS ?=
 

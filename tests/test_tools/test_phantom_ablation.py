@@ -123,6 +123,7 @@ def test_teacher_variant_evaluates_val_too(tmp_path):
 @pytest.mark.parametrize('pair,kept,dropped', [
     ('phantom_ptx.loc', 'loc_head', ('cls_head', 'seg_neck', 'seg_head')),
     ('phantom_seg.seg', 'seg_head', ('cls_head', 'loc_head')),
+    ('phantom_ptx.seg', 'seg_head', ('cls_head', 'loc_head')),
 ])
 def test_single_task_config_keeps_one_pair(tmp_path, pair, kept, dropped):
     run, cfg, budget = _run_config(tmp_path, 'a', pair)
@@ -132,6 +133,10 @@ def test_single_task_config_keeps_one_pair(tmp_path, pair, kept, dropped):
     assert cfg.model.datasets == {dataset: {key: DEMO.datasets[dataset][key]}}
     model = MODELS.build(cfg.model)  # FoundationX builds the paths of the pair's task only
     assert getattr(model, kept) is not None and all(getattr(model, m) is None for m in dropped)
+    if kept == 'seg_head':  # the demo's mask prior of the pair's dataset, if it has one
+        demo_prior = DEMO.student.seg_head.prior_prob
+        assert cfg.model.seg_head.prior_prob == (
+            {dataset: demo_prior[dataset]} if dataset in demo_prior else None)
     assert [h.type for h in cfg.custom_hooks] == ['ResultsTableHook']
     assert [(p.task, p.dataset.data_root) for p in cfg.train_dataloader.dataset.pairs] == [
         (task, str(tmp_path / 'ph' / dataset))]
@@ -332,9 +337,10 @@ def test_phantom_args_are_the_makefiles_and_checked(tmp_path):
         line = next(line for line in f if line.startswith('PHANTOM_ARGS ?='))
     assert tuple(line.split('?=')[1].split()) == pa.PHANTOM_ARGS
     from data_converters.synthetic import generate_phantom_datasets
+    size = 2 * STYLE['lesion_size']
     generate_phantom_datasets(str(tmp_path), 1, 1, 1, size=32, datasets=['phantom_cls'],
-                              lesion_size=2 * STYLE['lesion_size'])
-    with pytest.raises(ValueError, match=r"train.json: metainfo source .*lesion size 2, "
+                              lesion_size=size)
+    with pytest.raises(ValueError, match=rf"train.json: metainfo source .*lesion size {size:g}, "
                        r"lesion contrast 1\)' is not the demo's phantoms"):
         pa.ensure_phantoms(str(tmp_path), ['phantom_cls.cls'])
     generate_phantom_datasets(str(tmp_path), 1, 1, 1, size=32, datasets=['phantom_cls'],
