@@ -26,7 +26,7 @@ written.
 Example::
 
     python data_converters/synthetic.py --out data/phantoms --num-train 48 --num-val 16 \\
-        --num-test 16 --size 128 --seed 0 [--lesion-size 1.5 --lesion-contrast 2] \\
+        --num-test 16 --size 128 --seed 0 [--lesion-size 2.5 --lesion-contrast 4] \\
         [--overwrite] [--datasets phantom_cls phantom_seg]
 """
 import argparse
