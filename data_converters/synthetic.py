@@ -19,9 +19,9 @@ give the smallest and faintest; ``make demo`` uses larger and denser ones, see t
 ``metainfo['source']``.
 
 Everything is a function of ``seed`` and those two: the same values give byte-identical
-annotation files and identical pixels. Each dataset is built in a hidden staging folder next to its final place and
-moved there with ``os.replace`` once complete, so a folder under ``<out>`` is never half
-written.
+annotation files and identical pixels. Each dataset is built in a hidden staging folder next
+to its final place and moved there with ``os.replace`` once complete, so a folder under
+``<out>`` is never half written.
 
 Example::
 
