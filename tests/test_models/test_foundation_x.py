@@ -1,5 +1,6 @@
 """Tests of FoundationX: routing of one (dataset, task) pair per batch, gradients, prediction."""
 import copy
+import logging
 
 import pytest
 import torch
@@ -207,8 +208,24 @@ def test_prior_prob_starts_the_sigmoid_heads_at_the_prior():
                        default.seg_head.heads['jsrt'][-1].weight)
 
 
+def test_prior_prob_of_a_dataset_the_head_lacks_is_skipped_with_a_warning(monkeypatch):
+    import fxmm.models.heads.prior_init as prior_init
+    logged = []
+    monkeypatch.setattr(prior_init, 'print_log', lambda msg, **kw: logged.append((msg, kw)))
+    cfg = get_tiny_model_cfg()
+    # nih has no masks; phantom_ptx is no dataset of this model (a config derived with fewer)
+    cfg.seg_head.prior_prob = dict(nih=0.1, phantom_ptx=0.02, siim=0.02)
+    model = build(cfg)
+    [(msg, kw)] = logged
+    assert msg.startswith("MultiDatasetSegHead: prior_prob names datasets ['nih', "
+                          "'phantom_ptx'] the head does not have (skipped)")
+    assert kw['level'] == logging.WARNING
+    # siim's prior is applied all the same: its bias starts at log(0.02 / 0.98)
+    assert model.seg_head.heads['siim'][-1].bias.tolist() == pytest.approx([-3.891820],
+                                                                           abs=1e-6)
+
+
 @pytest.mark.parametrize('head, prior, error', [
-    ('seg_head', dict(nih=0.1), r"MultiDatasetSegHead: prior_prob names datasets \['nih'\]"),
     ('cls_head', 1.0, r"MultiDatasetClsHead: prior_prob of 'nih' must be a probability in "
                       r"\(0, 1\), got 1.0"),
     ('seg_head', dict(jsrt=0.), r"prior_prob of 'jsrt' must be a probability"),

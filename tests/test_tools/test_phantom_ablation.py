@@ -123,7 +123,6 @@ def test_teacher_variant_evaluates_val_too(tmp_path):
 @pytest.mark.parametrize('pair,kept,dropped', [
     ('phantom_ptx.loc', 'loc_head', ('cls_head', 'seg_neck', 'seg_head')),
     ('phantom_seg.seg', 'seg_head', ('cls_head', 'loc_head')),
-    ('phantom_ptx.seg', 'seg_head', ('cls_head', 'loc_head')),
 ])
 def test_single_task_config_keeps_one_pair(tmp_path, pair, kept, dropped):
     run, cfg, budget = _run_config(tmp_path, 'a', pair)
@@ -133,10 +132,6 @@ def test_single_task_config_keeps_one_pair(tmp_path, pair, kept, dropped):
     assert cfg.model.datasets == {dataset: {key: DEMO.datasets[dataset][key]}}
     model = MODELS.build(cfg.model)  # FoundationX builds the paths of the pair's task only
     assert getattr(model, kept) is not None and all(getattr(model, m) is None for m in dropped)
-    if kept == 'seg_head':  # the demo's mask prior of the pair's dataset, if it has one
-        demo_prior = DEMO.student.seg_head.prior_prob
-        assert cfg.model.seg_head.prior_prob == (
-            {dataset: demo_prior[dataset]} if dataset in demo_prior else None)
     assert [h.type for h in cfg.custom_hooks] == ['ResultsTableHook']
     assert [(p.task, p.dataset.data_root) for p in cfg.train_dataloader.dataset.pairs] == [
         (task, str(tmp_path / 'ph' / dataset))]

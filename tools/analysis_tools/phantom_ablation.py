@@ -291,18 +291,6 @@ def _list_text(items: Sequence) -> str:
     return '[\n' + ''.join(f'    {item!r},\n' for item in items) + ']'
 
 
-def _prior_text(student: dict, dataset: str) -> str:
-    """Config text keeping, of each head's per-dataset ``prior_prob``, ``dataset``'s entry
-    (a head refuses the names of datasets it does not have); '' if no head has one."""
-    text = ''
-    for head in ('cls_head', 'seg_head'):
-        prior = (student.get(head) or {}).get('prior_prob')
-        if isinstance(prior, dict):
-            kept = {dataset: prior[dataset]} if dataset in prior else None
-            text += f',\n    {head}=dict(_base_.student.{head}, prior_prob={kept!r})'
-    return text
-
-
 def variant_config(run: Run, demo: Config, budget: Budget, phantom_root: str,
                    eval_split: str = 'test', probe_samples: int = 0) -> str:
     """The text of ``run``'s config: the demo config plus the variant's overrides.
@@ -332,7 +320,6 @@ def variant_config(run: Run, demo: Config, budget: Budget, phantom_root: str,
             key = CLASS_KEYS[task]
             text += (f',\n    datasets={{{dataset!r}: dict({key}=_base_.datasets[{dataset!r}]'
                      f'[{key!r}])}}')
-            text += _prior_text(demo.student, dataset)
         text += ")\ntest_cfg = dict(type='TestLoop')\n"
     probe = variant.joint and probe_samples > 0
     if variant.removed_hooks or probe:

@@ -1,7 +1,9 @@
 """Prior-probability initialisation of per-dataset sigmoid classifiers (RetinaNet's)."""
+import logging
 from typing import Dict, Mapping, Optional, Union
 
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.model import bias_init_with_prob, normal_init
 
 PriorProb = Optional[Union[float, Mapping[str, float]]]
@@ -12,7 +14,9 @@ def check_prior_prob(prior_prob: PriorProb, datasets, owner: str) -> Dict[str, f
 
     Args:
         prior_prob (float | dict[str, float] | None): One probability for every dataset, one
-            per dataset name (datasets left out keep the default init), or None (none).
+            per dataset name (datasets left out keep the default init; names the head does
+            not have are skipped with a warning, so that a config derived with fewer
+            datasets keeps working), or None (none).
         datasets (Iterable[str]): The head's dataset names.
         owner (str): The head's class name, for the error messages.
 
@@ -25,9 +29,10 @@ def check_prior_prob(prior_prob: PriorProb, datasets, owner: str) -> Dict[str, f
     if isinstance(prior_prob, Mapping):
         unknown = sorted(set(prior_prob) - set(datasets))
         if unknown:
-            raise ValueError(f'{owner}: prior_prob names datasets {unknown} the head does '
-                             f'not have; its datasets: {datasets}')
-        priors = dict(prior_prob)
+            print_log(f'{owner}: prior_prob names datasets {unknown} the head does not have '
+                      f'(skipped); its datasets: {datasets}', logger='current',
+                      level=logging.WARNING)
+        priors = {name: p for name, p in prior_prob.items() if name in datasets}
     else:
         priors = {name: prior_prob for name in datasets}
     for name, p in priors.items():
