@@ -60,8 +60,6 @@ from fxmm.structures import CLASS_KEYS, pair_name
 import forgetting
 import seed_summary
 
-
-
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'foundation_x_demo.py')
 # the demo's phantoms (the Makefile's PHANTOM_ARGS, a test keeps the two equal), written
